@@ -15,8 +15,9 @@ if(NOT EBPFRT_BPF_CLANG OR NOT EBPFRT_LLVM_OBJCOPY)
                         "-DEBPFRT_BUILD_EXAMPLES=OFF -DEBPFRT_BUILD_BENCH=OFF)")
 endif()
 
-set(EBPFRT_BPF_CFLAGS -target bpf -mcpu=v4 -O2 -g0 -Wall -Werror -fno-stack-protector
-    -I${PROJECT_SOURCE_DIR}/tests/bpf/include)
+# -I for <asm/types.h>, which <linux/types.h> includes, in the multiarch include directory.
+set(EBPFRT_BPF_CFLAGS -target bpf -mcpu=v4 -O2 -Wall -Werror -fno-stack-protector
+    -I${PROJECT_SOURCE_DIR}/tests/bpf/include -I/usr/include/${CMAKE_LIBRARY_ARCHITECTURE})
 
 function(ebpfrt_add_bpf_object name source)
     cmake_parse_arguments(ARG "" "" "CFLAGS" ${ARGN})

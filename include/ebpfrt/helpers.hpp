@@ -62,4 +62,26 @@ private:
     std::map<std::uint32_t, HelperProto> kfuncs_;
 };
 
+/// Kernel helper ids (enum bpf_func_id) of the helpers ebpfrt provides.
+namespace helper_ids {
+inline constexpr std::uint32_t map_lookup_elem = 1, map_update_elem = 2, map_delete_elem = 3, probe_read = 4,
+                               ktime_get_ns = 5, trace_printk = 6, get_prandom_u32 = 7, get_smp_processor_id = 8,
+                               tail_call = 12, get_current_pid_tgid = 14, get_current_uid_gid = 15,
+                               get_current_comm = 16, perf_event_output = 25, get_stackid = 27,
+                               probe_write_user = 36, get_numa_node_id = 42, probe_read_str = 45, get_stack = 67,
+                               map_push_elem = 87, map_pop_elem = 88, map_peek_elem = 89, spin_lock = 93,
+                               spin_unlock = 94, probe_read_user = 112, probe_read_kernel = 113,
+                               probe_read_user_str = 114, probe_read_kernel_str = 115, ktime_get_boot_ns = 125,
+                               ringbuf_output = 130, ringbuf_reserve = 131, ringbuf_submit = 132,
+                               ringbuf_discard = 133, ringbuf_query = 134, ktime_get_coarse_ns = 160,
+                               for_each_map_elem = 164, snprintf = 165, trace_vprintk = 177, loop = 181,
+                               strncmp = 182, map_lookup_percpu_elem = 195, ktime_get_tai_ns = 208;
+}  // namespace helper_ids
+
+/// Adds the kernel helpers that need no maps or runtime state to `table` (replacing what is there):
+/// probe_read(_user/_kernel)(_str), probe_write_user, ktime_get_ns/boot_ns/coarse_ns/tai_ns,
+/// get_prandom_u32, get_smp_processor_id, get_numa_node_id, get_current_pid_tgid/uid_gid/comm,
+/// snprintf, strncmp. Reads and writes through user pointers never fault: a bad address is -EFAULT.
+void add_kernel_helpers(HelperTable& table);
+
 }  // namespace ebpfrt

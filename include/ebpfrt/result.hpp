@@ -192,20 +192,30 @@ private:
         if (!has_value()) detail::bad_access(*std::get_if<1>(&v_));
     }
 
+    // The value as f should receive it: like std::expected (T&& from an rvalue Result), except that an
+    // rvalue Result may also feed a callable taking T& (`open(p).and_then([](auto& obj) {...})`).
+    template <class Self, class F> static decltype(auto) arg_for(Self&& self) {
+        if constexpr (std::is_invocable_v<F, decltype(*std::forward<Self>(self))>)
+            return *std::forward<Self>(self);
+        else
+            return *self;
+    }
+    template <class Self, class F> using arg_t = decltype(arg_for<Self, F>(std::declval<Self>()));
+
     template <class Self, class F> static auto and_then_impl(Self&& self, F&& f) {
-        using R = std::remove_cvref_t<std::invoke_result_t<F, decltype(*std::forward<Self>(self))>>;
+        using R = std::remove_cvref_t<std::invoke_result_t<F, arg_t<Self, F>>>;
         static_assert(detail::is_result<R>::value, "and_then: f must return a Result");
         if (!self.has_value()) return R(std::forward<Self>(self).error());
-        return std::invoke(std::forward<F>(f), *std::forward<Self>(self));
+        return std::invoke(std::forward<F>(f), arg_for<Self, F>(std::forward<Self>(self)));
     }
     template <class Self, class F> static auto transform_impl(Self&& self, F&& f) {
-        using U = std::remove_cvref_t<std::invoke_result_t<F, decltype(*std::forward<Self>(self))>>;
+        using U = std::remove_cvref_t<std::invoke_result_t<F, arg_t<Self, F>>>;
         if (!self.has_value()) return Result<U>(std::forward<Self>(self).error());
         if constexpr (std::is_void_v<U>) {
-            std::invoke(std::forward<F>(f), *std::forward<Self>(self));
+            std::invoke(std::forward<F>(f), arg_for<Self, F>(std::forward<Self>(self)));
             return Result<U>();
         } else {
-            return Result<U>(std::invoke(std::forward<F>(f), *std::forward<Self>(self)));
+            return Result<U>(std::invoke(std::forward<F>(f), arg_for<Self, F>(std::forward<Self>(self))));
         }
     }
 

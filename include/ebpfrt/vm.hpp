@@ -41,6 +41,8 @@ struct VmOptions {
     std::size_t max_insns = isa::max_insns;
     /// Resolves map and BTF lddw; without one such an lddw is an unsupported error at prepare time.
     LddwResolver resolve_lddw{};
+    /// Handed to helpers through Invocation::env() (the runtime passes its own state).
+    void* env = nullptr;
 };
 
 class Interpreter;
@@ -66,12 +68,18 @@ public:
     /// and any runtime error of the callee.
     virtual Result<std::uint64_t> call_function(std::uint64_t fn, const std::array<std::uint64_t, 5>& args) = 0;
 
+    /// VmOptions::env of the running program.
+    virtual void* env() const noexcept { return nullptr; }
+    /// Whether the running program is in checked mode (helpers then validate what they are given).
+    virtual bool checked() const noexcept { return true; }
+
 protected:
     ~Invocation() = default;
 };
 
 namespace detail {
 struct InterpreterState;
+struct InterpreterAccess;
 }
 
 /// A program prepared for the interpreter: validated, pre-decoded, helpers resolved.
@@ -98,6 +106,7 @@ public:
     const VmOptions& options() const noexcept;
 
 private:
+    friend struct detail::InterpreterAccess;
     explicit Interpreter(std::shared_ptr<const detail::InterpreterState> state) : state_(std::move(state)) {}
     std::shared_ptr<const detail::InterpreterState> state_;
 };

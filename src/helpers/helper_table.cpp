@@ -11,10 +11,14 @@ Result<void> check_proto(std::string_view what, std::uint32_t id, const HelperPr
                                                          proto.name));
     for (std::size_t i = 0; i < proto.args.size(); ++i) {
         const bool after_mem = i > 0 && (proto.args[i - 1] == Arg::mem || proto.args[i - 1] == Arg::mem_ro);
-        if ((proto.args[i] == Arg::size) != after_mem)
+        if (after_mem && proto.args[i] != Arg::size)
             return Error(Errc::invalid_argument,
-                         fmt::format("register {} {} (\"{}\"): argument {} must {}be a size", what, id,
-                                     proto.name, i + 1, after_mem ? "" : "not "));
+                         fmt::format("register {} {} (\"{}\"): argument {} must be the size of argument {}", what,
+                                     id, proto.name, i + 1, i));
+        if (!after_mem && proto.args[i] == Arg::size)
+            return Error(Errc::invalid_argument,
+                         fmt::format("register {} {} (\"{}\"): argument {} is a size but follows no memory argument",
+                                     what, id, proto.name, i + 1));
     }
     return {};
 }

@@ -1,0 +1,204 @@
+// The `ebpfrt` command: run, disasm, asm. Errors are one line on stderr and exit status 1.
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <ebpfrt/helpers.hpp>
+#include <ebpfrt/isa.hpp>
+#include <ebpfrt/vm.hpp>
+
+#include "cli/cli_io.hpp"
+#include "cli/commands.hpp"
+
+namespace {
+
+using namespace ebpfrt;
+
+constexpr std::string_view usage_text =
+    R"(usage: ebpfrt <command> [options]
+
+commands:
+  run FILE [--raw] [--mem HEX|@file] [--engine interp] [--repeat N] [--budget N] [--unchecked]
+        run a program and print r0 in hex. FILE is assembler text (the conformance suite's syntax)
+        or, with --raw, the instruction bytes. --mem gives the context memory (r1 = its address,
+        r2 = its size) as hex digits or @file. --repeat N runs N times on the same memory and prints
+        "time: <ns> ns/run over <N> runs" on stderr. --budget N stops a run after N instructions.
+        --unchecked skips the bounds checks (only for trusted code).
+  inspect FILE [--btf VMLINUX]
+        programs (section, type, instruction count), maps (type, key/value size, max_entries),
+        globals and a relocation summary of an ELF object; --btf names the CO-RE target BTF
+  disasm FILE   print the instructions of a raw bytecode file in assembler syntax
+  asm FILE -o OUT   assemble text into raw bytecode
+  help          this text
+)";
+
+using cli::fail;
+
+bool is_elf(const std::vector<std::byte>& bytes) {
+    return bytes.size() >= 4 && std::memcmp(bytes.data(), "\x7f" "ELF", 4) == 0;
+}
+
+// The program in FILE: raw instruction bytes with --raw, assembler text otherwise.
+Result<std::vector<Insn>> load_program(const std::string& path, bool raw) {
+    auto bytes = cli::read_file(path);
+    if (!bytes) return bytes.error();
+    if (is_elf(*bytes))
+        return Error(Errc::unsupported,
+                     fmt::format("load \"{}\": ELF objects are not supported by this version (pass the code "
+                                 "section's bytes with --raw, or assembler text)",
+                                 path));
+    if (raw) {
+        auto insns = isa::decode(*bytes);
+        if (!insns) return insns.error().wrap(fmt::format("load \"{}\"", path));
+        return insns;
+    }
+    std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    auto insns = isa::assemble(text);
+    if (!insns) return insns.error().wrap(fmt::format("assemble \"{}\"", path));
+    return insns;
+}
+
+Result<std::uint64_t> parse_count(std::string_view flag, std::string_view v) {
+    std::uint64_t n = 0;
+    if (v.empty()) return Error(Errc::invalid_argument, fmt::format("{}: expects a number", flag));
+    for (char c : v) {
+        if (c < '0' || c > '9' || n > (UINT64_MAX - 9) / 10)
+            return Error(Errc::invalid_argument, fmt::format("{}: \"{}\" is not a number", flag, v));
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return n;
+}
+
+int cmd_run(const std::vector<std::string>& args) {
+    std::string file, mem_arg, engine = "interp";
+    bool raw = false, unchecked = false;
+    std::uint64_t repeat = 0, budget = 0;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        auto next = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
+        if (a == "--raw") {
+            raw = true;
+        } else if (a == "--unchecked") {
+            unchecked = true;
+        } else if (a == "--mem" || a == "--engine" || a == "--repeat" || a == "--budget") {
+            const std::string* v = next();
+            if (!v) return fail(fmt::format("run: {} needs a value", a));
+            if (a == "--mem") mem_arg = *v;
+            if (a == "--engine") engine = *v;
+            if (a == "--repeat" || a == "--budget") {
+                auto n = parse_count("run: " + a, *v);
+                if (!n) return fail(n.error().message());
+                (a == "--repeat" ? repeat : budget) = *n;
+            }
+        } else if (a.rfind("--", 0) == 0) {
+            return fail(fmt::format("run: unknown option \"{}\"", a));
+        } else if (file.empty()) {
+            file = a;
+        } else {
+            return fail(fmt::format("run: unexpected argument \"{}\"", a));
+        }
+    }
+    if (file.empty()) return fail("run: no FILE given (see ebpfrt help)");
+    if (engine == "jit" || engine == "aot")
+        return fail(fmt::format("run: engine \"{}\" is not available in this build (use interp)", engine));
+    if (engine != "interp" && engine != "interpreter")
+        return fail(fmt::format("run: unknown engine \"{}\" (interp, jit, aot)", engine));
+
+    std::vector<std::byte> mem;
+    if (!mem_arg.empty()) {
+        auto m = mem_arg[0] == '@' ? cli::read_file(mem_arg.substr(1)) : cli::parse_hex(mem_arg);
+        if (!m) return fail(m.error().wrap("run: --mem").message());
+        mem = std::move(*m);
+    }
+
+    auto prog = load_program(file, raw);
+    if (!prog) return fail(prog.error().message());
+    auto interp = Interpreter::create(*prog, HelperTable{}, {.checked = !unchecked, .insn_budget = budget});
+    if (!interp) return fail(interp.error().wrap(fmt::format("load \"{}\"", file)).message());
+
+    std::vector<std::byte> ctx = mem;
+    auto r0 = interp->run(ctx);
+    if (!r0) return fail(r0.error().wrap(fmt::format("run \"{}\"", file)).message());
+    std::printf("0x%llx\n", static_cast<unsigned long long>(*r0));
+
+    if (repeat > 0) {
+        // Like BPF_PROG_TEST_RUN with repeat: the same memory for every run (a program that writes
+        // to it sees its own earlier writes).
+        const auto start = std::chrono::steady_clock::now();
+        for (std::uint64_t i = 0; i < repeat; ++i) {
+            auto r = interp->run(ctx);
+            if (!r) return fail(r.error().wrap(fmt::format("run \"{}\" (repeat {})", file, i + 1)).message());
+        }
+        const auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "time: %.1f ns/run over %llu runs\n", ns / static_cast<double>(repeat),
+                     static_cast<unsigned long long>(repeat));
+    }
+    return 0;
+}
+
+int cmd_disasm(const std::vector<std::string>& args) {
+    if (args.size() != 1) return fail("disasm: expects exactly one FILE");
+    auto bytes = cli::read_file(args[0]);
+    if (!bytes) return fail(bytes.error().message());
+    if (is_elf(*bytes))
+        return fail(fmt::format("disasm \"{}\": ELF objects are not supported by this version (pass raw bytes)",
+                                args[0]));
+    auto insns = isa::decode(*bytes);
+    if (!insns) return fail(insns.error().wrap(fmt::format("disasm \"{}\"", args[0])).message());
+    std::fputs(isa::disassemble(*insns).c_str(), stdout);
+    return 0;
+}
+
+int cmd_asm(const std::vector<std::string>& args) {
+    std::string in, out;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "-o") {
+            if (i + 1 >= args.size()) return fail("asm: -o needs a file");
+            out = args[++i];
+        } else if (args[i].rfind("-", 0) == 0) {
+            return fail(fmt::format("asm: unknown option \"{}\"", args[i]));
+        } else if (in.empty()) {
+            in = args[i];
+        } else {
+            return fail(fmt::format("asm: unexpected argument \"{}\"", args[i]));
+        }
+    }
+    if (in.empty() || out.empty()) return fail("asm: usage: ebpfrt asm FILE -o OUT");
+    auto text = cli::read_file(in);
+    if (!text) return fail(text.error().message());
+    auto insns = isa::assemble(std::string_view(reinterpret_cast<const char*>(text->data()), text->size()));
+    if (!insns) return fail(insns.error().wrap(fmt::format("assemble \"{}\"", in)).message());
+    if (auto w = cli::write_file(out, isa::encode(*insns)); !w) return fail(w.error().message());
+    return 0;
+}
+
+}  // namespace
+
+namespace ebpfrt::cli {
+int fail(const std::string& message) {
+    std::fprintf(stderr, "ebpfrt: %s\n", message.c_str());
+    return 1;
+}
+}  // namespace ebpfrt::cli
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+        std::fputs(usage_text.data(), args.empty() ? stderr : stdout);
+        return args.empty() ? 1 : 0;
+    }
+    const std::string cmd = args[0];
+    args.erase(args.begin());
+    if (cmd == "run") return cmd_run(args);
+    if (cmd == "disasm") return cmd_disasm(args);
+    if (cmd == "asm") return cmd_asm(args);
+    if (cmd == "inspect") return cli::inspect(args);
+    return fail(fmt::format("unknown command \"{}\" (see ebpfrt help)", cmd));
+}

@@ -1,0 +1,372 @@
+// Runtime::load: maps into an arena (shared by name, or private and sized from the object), map and
+// global references resolved to addresses, programs prepared for the engine and registered by id.
+
+#include "runtime/runtime_internal.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace ebpfrt {
+
+namespace detail {
+
+void RuntimeState::log(LogLevel level, std::string_view message) const {
+    if (options.log) {
+        options.log(level, message);
+        return;
+    }
+    if (level >= LogLevel::warning)
+        std::fprintf(stderr, "ebpfrt: %s: %.*s\n", level == LogLevel::error ? "error" : "warning",
+                     static_cast<int>(message.size()), message.data());
+}
+
+void RuntimeState::trace(std::string_view line) const {
+    if (options.trace)
+        options.trace(line);
+    else
+        log(LogLevel::info, line);
+}
+
+void RuntimeState::register_map(const MapRef& m) {
+    std::unique_lock lock(maps_mu);
+    map_handles.insert(m.program_handle());
+    named_maps.insert_or_assign(m.name(), m);
+}
+
+bool RuntimeState::known_map(const void* handle) const {
+    std::shared_lock lock(maps_mu);
+    return map_handles.count(handle) != 0;
+}
+
+std::shared_ptr<const ProgramState> RuntimeState::program_by_id(std::uint32_t id) const {
+    std::shared_lock lock(programs_mu);
+    auto it = programs.find(id);
+    return it == programs.end() ? nullptr : it->second.lock();
+}
+
+}  // namespace detail
+
+namespace {
+
+bool same_shape(const MapSpec& a, const MapSpec& b) {
+    return a.type == b.type && a.key_size == b.key_size && a.value_size == b.value_size &&
+           a.max_entries == b.max_entries;
+}
+
+std::string base_name(std::string_view path) {
+    auto slash = path.find_last_of('/');
+    std::string_view b = slash == std::string_view::npos ? path : path.substr(slash + 1);
+    for (std::string_view ext : {".bpf.o", ".o"})
+        if (b.size() > ext.size() && b.substr(b.size() - ext.size()) == ext) return std::string(b.substr(0, b.size() - ext.size()));
+    return std::string(b);
+}
+
+bool is_global_data(MapOrigin o) {
+    return o == MapOrigin::rodata || o == MapOrigin::data || o == MapOrigin::bss || o == MapOrigin::kconfig;
+}
+
+// Creates `spec` in `arena`, or in a shared arena reuses the map of that name when its shape matches.
+Result<MapRef> create_or_reuse(Arena& arena, const MapSpec& spec, bool shared) {
+    if (shared) {
+        if (auto existing = arena.map(spec.name)) {
+            if (!same_shape(existing->spec(), spec))
+                return Error(Errc::already_exists,
+                             fmt::format("map \"{}\": the shared arena has a {} map of that name with key {} value {} "
+                                         "max_entries {}, not {} / {} / {} / {}",
+                                         spec.name, to_string(existing->type()), existing->key_size(),
+                                         existing->value_size(), existing->max_entries(), to_string(spec.type),
+                                         spec.key_size, spec.value_size, spec.max_entries));
+            return existing;
+        }
+    }
+    auto created = arena.create_map(spec);
+    if (!created && shared && created.error().code() == Errc::already_exists) {
+        // Another process created it between our lookup and our create: use theirs.
+        if (auto again = arena.map(spec.name); again && same_shape(again->spec(), spec)) return again;
+    }
+    return created;
+}
+
+}  // namespace
+
+// --- Program ------------------------------------------------------------------------------------------
+
+const std::string& Program::name() const noexcept { return s_->name; }
+const std::string& Program::section() const noexcept { return s_->section; }
+ProgType Program::type() const noexcept { return s_->type; }
+AttachKind Program::attach() const noexcept { return s_->attach; }
+const std::string& Program::attach_target() const noexcept { return s_->attach_target; }
+std::uint32_t Program::id() const noexcept { return s_->id; }
+std::span<const Insn> Program::insns() const noexcept { return s_->insns; }
+
+Result<std::uint64_t> Program::try_run(std::span<std::byte> ctx) const noexcept {
+    auto r = s_->interp->run(ctx);
+    if (!r) return std::move(r).error().wrap(fmt::format("run \"{}\"", s_->name));
+    return r;
+}
+
+std::uint64_t Program::run(std::span<std::byte> ctx) const noexcept {
+    auto r = s_->interp->run(ctx);
+    if (r) return *r;
+    if (s_->runtime) s_->runtime->log(LogLevel::error, fmt::format("run \"{}\": {}", s_->name, r.error().message()));
+    return 0;
+}
+
+// --- Collection ---------------------------------------------------------------------------------------
+
+Result<Program> Collection::program(std::string_view name) const {
+    for (const auto& p : s_->programs)
+        if (p.name() == name) return p;
+    return Error(Errc::not_found, fmt::format("collection \"{}\": no program \"{}\"", s_->object, name));
+}
+
+const std::vector<Program>& Collection::programs() const noexcept { return s_->programs; }
+
+Result<MapRef> Collection::map(std::string_view name) const {
+    for (const auto& [n, m] : s_->maps)
+        if (n == name) return m;
+    return Error(Errc::not_found, fmt::format("collection \"{}\": no map \"{}\"", s_->object, name));
+}
+
+std::vector<std::pair<std::string, MapRef>> Collection::maps() const { return s_->maps; }
+
+Result<std::span<std::byte>> Collection::global(std::string_view var) const {
+    auto it = s_->globals.find(var);
+    if (it == s_->globals.end())
+        return Error(Errc::not_found, fmt::format("collection \"{}\": no global variable \"{}\"", s_->object, var));
+    auto data = s_->maps[it->second.first].second.data();
+    if (!data) return data.error();
+    const auto [off, size] = it->second.second;
+    if (std::uint64_t{off} + size > data->size())
+        return Error(Errc::not_found, fmt::format("collection \"{}\": variable \"{}\" lies outside its map", s_->object, var));
+    return data->subspan(off, size);
+}
+
+// --- Runtime ------------------------------------------------------------------------------------------
+
+Result<Arena*> detail::RuntimeState::private_arena_for(std::size_t bytes) {
+    std::lock_guard lock(private_mu);
+    if (private_arena && private_arena->free_bytes() >= bytes) return &*private_arena;
+    constexpr std::size_t reserve = std::size_t{256} << 20;
+    auto a = Arena::create({.name = {}, .size = std::max(reserve, bytes * 2)});
+    if (!a) return a.error();
+    private_arena = std::move(*a);
+    return &*private_arena;
+}
+
+Runtime::Runtime(std::shared_ptr<detail::RuntimeState> s) : s_(std::move(s)) {}
+Runtime::Runtime(Runtime&&) noexcept = default;
+Runtime& Runtime::operator=(Runtime&&) noexcept = default;
+Runtime::~Runtime() = default;
+
+const HelperTable& Runtime::helpers() const noexcept { return s_->helpers; }
+const RuntimeOptions& Runtime::options() const noexcept { return s_->options; }
+
+Result<Runtime> Runtime::create(RuntimeOptions options) {
+    if (options.engine != Engine::interpreter)
+        return Error(Errc::unsupported, fmt::format("create runtime: engine \"{}\" is not available in this build",
+                                                    options.engine == Engine::jit ? "jit" : "aot"));
+    auto s = std::make_shared<detail::RuntimeState>();
+    add_kernel_helpers(s->helpers);
+    detail::add_runtime_helpers(s->helpers);
+    for (const auto& [id, proto] : options.helpers.helpers())
+        if (auto r = s->helpers.set(id, proto); !r) return r.error().wrap("create runtime");
+    if (options.shared_memory) {
+        const ShmSpec& shm = *options.shared_memory;
+        auto arena = Arena::create({.name = shm.name, .size = shm.size, .create = shm.create});
+        if (!arena) return arena.error().wrap(fmt::format("create runtime (shared memory \"{}\")", shm.name));
+        s->shared = std::move(*arena);
+        for (const auto& name : s->shared->map_names())
+            if (auto m = s->shared->map(name)) s->register_map(*m);
+    }
+    s->options = std::move(options);
+    return Runtime(std::move(s));
+}
+
+Result<MapRef> Runtime::create_map(const MapSpec& spec) {
+    Result<MapRef> m = Error(Errc::invalid_argument, "");
+    if (s_->shared) {
+        m = create_or_reuse(*s_->shared, spec, true);
+    } else {
+        auto arena = s_->private_arena_for(Arena::bytes_for(spec) + (4u << 10));
+        if (!arena) return arena.error().wrap(fmt::format("create map \"{}\"", spec.name));
+        m = (*arena)->create_map(spec);
+    }
+    if (!m) return m.error();
+    s_->register_map(*m);
+    return m;
+}
+
+Result<MapRef> Runtime::map(std::string_view name) const {
+    if (s_->shared) {
+        auto m = s_->shared->map(name);
+        if (m) s_->register_map(*m);
+        return m;
+    }
+    std::shared_lock lock(s_->maps_mu);
+    auto it = s_->named_maps.find(name);
+    if (it == s_->named_maps.end()) return Error(Errc::not_found, fmt::format("map \"{}\": not found", name));
+    return it->second;
+}
+
+std::vector<std::string> Runtime::map_names() const {
+    if (s_->shared) return s_->shared->map_names();
+    std::shared_lock lock(s_->maps_mu);
+    std::vector<std::string> out;
+    for (const auto& [n, m] : s_->named_maps) out.push_back(n);
+    return out;
+}
+
+namespace {
+
+Result<std::shared_ptr<detail::ProgramState>> prepare(const std::shared_ptr<detail::RuntimeState>& rt,
+                                                      std::string_view name, std::vector<Insn> insns,
+                                                      const std::vector<MapRef>& maps) {
+    auto st = std::make_shared<detail::ProgramState>();
+    st->name = std::string(name);
+    st->insns = std::move(insns);
+    st->maps = maps;
+    st->runtime = rt;
+    VmOptions vo{.checked = rt->options.checked, .insn_budget = rt->options.insn_budget};
+    vo.env = rt.get();
+    vo.resolve_lddw = [maps](std::size_t index, const Insn& lo, const Insn& hi) -> Result<ResolvedImm> {
+        if (lo.src != isa::pseudo_map_idx && lo.src != isa::pseudo_map_idx_value)
+            return Error(Errc::unsupported, fmt::format("insn {}: lddw with src={} is not supported", index, unsigned{lo.src}));
+        const auto mi = static_cast<std::uint32_t>(lo.imm);
+        if (mi >= maps.size()) return Error(Errc::invalid_argument, fmt::format("insn {}: map index {} out of range", index, mi));
+        const MapRef& m = maps[mi];
+        if (lo.src == isa::pseudo_map_idx)
+            return ResolvedImm{reinterpret_cast<std::uint64_t>(m.program_handle()), {}};
+        auto data = m.data();
+        if (!data) return Error(Errc::invalid_argument, fmt::format("insn {}: map \"{}\" has no directly addressable value", index, m.name()));
+        const auto off = static_cast<std::uint32_t>(hi.imm);
+        if (off >= data->size())
+            return Error(Errc::invalid_argument, fmt::format("insn {}: offset {} is past map \"{}\" ({} bytes)", index, off, m.name(), data->size()));
+        return ResolvedImm{reinterpret_cast<std::uint64_t>(data->data() + off), *data};
+    };
+    auto interp = Interpreter::create(st->insns, rt->helpers, vo);
+    if (!interp) return interp.error();
+    st->interp.emplace(std::move(*interp));
+    st->id = rt->next_program_id.fetch_add(1);
+    return st;
+}
+
+void register_program(detail::RuntimeState& rt, const std::shared_ptr<const detail::ProgramState>& p) {
+    std::unique_lock lock(rt.programs_mu);
+    for (auto it = rt.programs.begin(); it != rt.programs.end();) it = it->second.expired() ? rt.programs.erase(it) : std::next(it);
+    rt.programs[p->id] = p;
+}
+
+}  // namespace
+
+Result<Program> Runtime::load_program(std::string_view name, std::span<const Insn> code, ProgType type) {
+    auto st = prepare(s_, name, std::vector<Insn>(code.begin(), code.end()), {});
+    if (!st) return st.error().wrap(fmt::format("load \"{}\"", name));
+    (*st)->type = type;
+    register_program(*s_, *st);
+    return Program(std::move(*st));
+}
+
+Result<Collection> Runtime::load(const Object& object) {
+    const std::string where = fmt::format("load \"{}\"", object.name());
+    const std::string prefix = base_name(object.name());
+    const bool shared = s_->shared.has_value();
+
+    // 1. Maps. Global data maps are named "<object>.<section>" in the arena so that two objects never
+    //    share a .bss, while the same object loaded by two processes does.
+    Arena* arena = shared ? &*s_->shared : nullptr;
+    if (!shared) {
+        std::size_t bytes = 64u << 10;
+        for (const auto& spec : object.maps()) {
+            bytes += Arena::bytes_for(spec);
+            if (spec.inner) bytes += Arena::bytes_for(*spec.inner) * std::max<std::size_t>(spec.initial_slots.size(), 1);
+        }
+        auto a = s_->private_arena_for(bytes + bytes / 8);
+        if (!a) return a.error().wrap(where);
+        arena = *a;
+    }
+
+    auto coll = std::make_shared<detail::CollectionState>();
+    coll->object = object.name();
+    std::vector<MapRef> maps;
+    for (const auto& spec : object.maps()) {
+        MapSpec s = spec;
+        if (is_global_data(spec.origin)) s.name = prefix + spec.name;
+        // A private arena holds every load of this runtime: a second load of the same object gets
+        // maps of its own, as with the kernel, under a numbered name.
+        if (!shared)
+            for (int n = 2; arena->map(s.name); ++n) s.name = fmt::format("{}#{}", is_global_data(spec.origin) ? prefix + spec.name : spec.name, n);
+        auto m = create_or_reuse(*arena, s, shared);
+        if (!m) return m.error().wrap(where);
+        s_->register_map(*m);
+        maps.push_back(*m);
+        coll->maps.emplace_back(spec.name, *m);
+        if (spec.btf_value_type_id && is_global_data(spec.origin) && object.btf()) {
+            const auto& ds = object.btf()->type(spec.btf_value_type_id);
+            for (const auto& v : ds.vars)
+                coll->globals[object.btf()->type(v.type).name] = {maps.size() - 1, {v.offset, v.size}};
+        }
+    }
+    // Map-in-map initial slots name other maps of the object.
+    for (std::size_t i = 0; i < object.maps().size(); ++i) {
+        const MapSpec& spec = object.maps()[i];
+        if (spec.type != MapType::array_of_maps && spec.type != MapType::hash_of_maps) continue;
+        for (const auto& [slot, inner_name] : spec.initial_slots) {
+            auto inner = std::find_if(coll->maps.begin(), coll->maps.end(), [&](auto& p) { return p.first == inner_name; });
+            if (inner == coll->maps.end())
+                return Error(Errc::invalid_argument, fmt::format("{}: map \"{}\" slot {} names unknown map \"{}\"", where, spec.name, slot, inner_name));
+            const std::uint32_t key = slot;
+            if (auto r = maps[i].set_map(std::as_bytes(std::span(&key, 1)), inner->second); !r) return r.error().wrap(where);
+        }
+    }
+
+    // 2. Programs.
+    for (const auto& ps : object.programs()) {
+        if (!ps.unresolved_calls.empty())
+            return Error(Errc::unsupported, fmt::format("{}: program \"{}\" calls undefined function \"{}\"", where,
+                                                        ps.name, ps.unresolved_calls.front()));
+        auto st = prepare(s_, ps.name, ps.insns, maps);
+        if (!st) return st.error().wrap(fmt::format("{}: program \"{}\"", where, ps.name));
+        (*st)->section = ps.section;
+        (*st)->type = ps.type;
+        (*st)->attach = ps.attach;
+        (*st)->attach_target = ps.attach_target;
+        register_program(*s_, *st);
+        coll->programs.push_back(Program(std::move(*st)));
+    }
+
+    // 3. prog_array initial slots (`.values = { [i] = &prog }`): the programs' ids.
+    for (std::size_t i = 0; i < object.maps().size(); ++i) {
+        const MapSpec& spec = object.maps()[i];
+        if (spec.type != MapType::prog_array) continue;
+        for (const auto& [slot, prog_name] : spec.initial_slots) {
+            auto p = std::find_if(coll->programs.begin(), coll->programs.end(), [&](auto& q) { return q.name() == prog_name; });
+            if (p == coll->programs.end())
+                return Error(Errc::invalid_argument, fmt::format("{}: map \"{}\" slot {} names unknown program \"{}\"", where, spec.name, slot, prog_name));
+            const std::uint32_t key = slot, id = p->id();
+            if (auto r = maps[i].update(std::as_bytes(std::span(&key, 1)), std::as_bytes(std::span(&id, 1))); !r)
+                return r.error().wrap(where);
+        }
+    }
+    return Collection(std::move(coll));
+}
+
+Features features() {
+    Features f;
+    f.engines = {"interpreter"};
+    for (MapType t : {MapType::hash, MapType::array, MapType::prog_array, MapType::perf_event_array,
+                      MapType::percpu_hash, MapType::percpu_array, MapType::stack_trace, MapType::lru_hash,
+                      MapType::lru_percpu_hash, MapType::lpm_trie, MapType::array_of_maps, MapType::hash_of_maps,
+                      MapType::queue, MapType::stack, MapType::ringbuf, MapType::bloom_filter})
+        f.map_types.push_back(to_string(t));
+    HelperTable t;
+    add_kernel_helpers(t);
+    detail::add_runtime_helpers(t);
+    for (const auto& [id, h] : t.helpers()) f.helpers.push_back(h.name);
+    return f;
+}
+
+}  // namespace ebpfrt
