@@ -1,6 +1,8 @@
 #pragma once
 // Subcommands of the `ebpfrt` CLI that live in their own files.
 
+#include <cstdint>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,22 @@ namespace ebpfrt::cli {
 
 /// `ebpfrt inspect FILE`: programs, maps, globals and relocations of an ELF object. Exit status.
 int inspect(const std::vector<std::string>& args);
+
+/// Options of `ebpfrt run` that apply to ELF objects.
+struct RunOptions {
+    std::string section;          ///< section or program name (may be empty when there is one program)
+    std::string shm;              ///< shared-memory arena for the maps (empty: private)
+    std::vector<std::byte> mem;   ///< context memory
+    std::uint64_t repeat = 0;
+    std::uint64_t budget = 0;
+    bool checked = true;
+};
+
+/// `ebpfrt run FILE.o [--section S]`: loads the object into a runtime and runs one program. Exit status.
+int run_elf(const std::string& path, const RunOptions& options);
+
+/// `ebpfrt map list|dump ...`. Exit status.
+int map_command(const std::vector<std::string>& args);
 
 /// Prints "ebpfrt: <message>" on stderr; returns 1.
 int fail(const std::string& message);

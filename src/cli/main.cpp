@@ -1,4 +1,4 @@
-// The `ebpfrt` command: run, disasm, asm. Errors are one line on stderr and exit status 1.
+// The `ebpfrt` command: run, disasm, asm, inspect, map. Errors are one line on stderr and exit status 1.
 
 #include <chrono>
 #include <cstdint>
@@ -25,15 +25,21 @@ constexpr std::string_view usage_text =
     R"(usage: ebpfrt <command> [options]
 
 commands:
-  run FILE [--raw] [--mem HEX|@file] [--engine interp] [--repeat N] [--budget N] [--unchecked]
-        run a program and print r0 in hex. FILE is assembler text (the conformance suite's syntax)
-        or, with --raw, the instruction bytes. --mem gives the context memory (r1 = its address,
+  run FILE [--raw] [--section S] [--shm NAME] [--mem HEX|@file] [--engine interp] [--repeat N]
+      [--budget N] [--unchecked]
+        run a program and print r0 in hex. FILE is an ELF object (the program in section or named S;
+        maps in the shared-memory arena NAME with --shm), assembler text (the conformance suite's
+        syntax) or, with --raw, the instruction bytes. --mem gives the context memory (r1 = its address,
         r2 = its size) as hex digits or @file. --repeat N runs N times on the same memory and prints
         "time: <ns> ns/run over <N> runs" on stderr. --budget N stops a run after N instructions.
         --unchecked skips the bounds checks (only for trusted code).
   inspect FILE [--btf VMLINUX]
         programs (section, type, instruction count), maps (type, key/value size, max_entries),
         globals and a relocation summary of an ELF object; --btf names the CO-RE target BTF
+  map list (--shm NAME | FILE)
+        the maps of a shared-memory arena, or of an object as loaded
+  map dump MAP (--shm NAME [--object FILE] | FILE)
+        every key and value of a map, printed by the object's BTF types when known
   disasm FILE   print the instructions of a raw bytecode file in assembler syntax
   asm FILE -o OUT   assemble text into raw bytecode
   help          this text
@@ -49,11 +55,6 @@ bool is_elf(const std::vector<std::byte>& bytes) {
 Result<std::vector<Insn>> load_program(const std::string& path, bool raw) {
     auto bytes = cli::read_file(path);
     if (!bytes) return bytes.error();
-    if (is_elf(*bytes))
-        return Error(Errc::unsupported,
-                     fmt::format("load \"{}\": ELF objects are not supported by this version (pass the code "
-                                 "section's bytes with --raw, or assembler text)",
-                                 path));
     if (raw) {
         auto insns = isa::decode(*bytes);
         if (!insns) return insns.error().wrap(fmt::format("load \"{}\"", path));
@@ -77,7 +78,7 @@ Result<std::uint64_t> parse_count(std::string_view flag, std::string_view v) {
 }
 
 int cmd_run(const std::vector<std::string>& args) {
-    std::string file, mem_arg, engine = "interp";
+    std::string file, mem_arg, engine = "interp", section, shm;
     bool raw = false, unchecked = false;
     std::uint64_t repeat = 0, budget = 0;
     for (std::size_t i = 0; i < args.size(); ++i) {
@@ -87,9 +88,12 @@ int cmd_run(const std::vector<std::string>& args) {
             raw = true;
         } else if (a == "--unchecked") {
             unchecked = true;
-        } else if (a == "--mem" || a == "--engine" || a == "--repeat" || a == "--budget") {
+        } else if (a == "--mem" || a == "--engine" || a == "--repeat" || a == "--budget" || a == "--section" ||
+                   a == "--shm") {
             const std::string* v = next();
             if (!v) return fail(fmt::format("run: {} needs a value", a));
+            if (a == "--section") section = *v;
+            if (a == "--shm") shm = *v;
             if (a == "--mem") mem_arg = *v;
             if (a == "--engine") engine = *v;
             if (a == "--repeat" || a == "--budget") {
@@ -117,6 +121,11 @@ int cmd_run(const std::vector<std::string>& args) {
         if (!m) return fail(m.error().wrap("run: --mem").message());
         mem = std::move(*m);
     }
+
+    if (auto head = cli::read_file(file); head && is_elf(*head))
+        return cli::run_elf(file, {.section = section, .shm = shm, .mem = mem, .repeat = repeat, .budget = budget,
+                                   .checked = !unchecked});
+    if (!section.empty() || !shm.empty()) return fail("run: --section and --shm apply to ELF objects only");
 
     auto prog = load_program(file, raw);
     if (!prog) return fail(prog.error().message());
@@ -200,5 +209,6 @@ int main(int argc, char** argv) {
     if (cmd == "disasm") return cmd_disasm(args);
     if (cmd == "asm") return cmd_asm(args);
     if (cmd == "inspect") return cli::inspect(args);
+    if (cmd == "map") return cli::map_command(args);
     return fail(fmt::format("unknown command \"{}\" (see ebpfrt help)", cmd));
 }

@@ -509,6 +509,12 @@ L_JA:
     L_##NAME : {                                                                                                 \
         const std::uintptr_t a = DST + static_cast<std::int64_t>(pc->off);                                       \
         CHECK(a, sizeof(T), "atomic access");                                                                    \
+        if constexpr (Checked) {                                                                                 \
+            if (a % sizeof(T) != 0) {                                                                            \
+                error = fault(prog, pc, fmt::format("atomic access at 0x{:x} is not {}-byte aligned", a, sizeof(T))); \
+                goto out;                                                                                        \
+            }                                                                                                    \
+        }                                                                                                        \
         T* p = reinterpret_cast<T*>(a);                                                                          \
         const T v = static_cast<T>(SRC);                                                                         \
         BODY;                                                                                                    \

@@ -1,0 +1,73 @@
+// `ebpfrt run FILE.o --section S` and `ebpfrt map list|dump` on clang-compiled objects.
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "cli_test_util.hpp"
+
+namespace ebpfrt::test {
+namespace {
+
+const std::string cli = EBPFRT_CLI;
+const std::string counter = CLI_COUNTER_OBJECT;    // tests/bpf/counter.bpf.c
+const std::string features = CLI_FEATURES_OBJECT;  // tests/bpf/elf_features.bpf.c
+
+// struct input { u32 key; u32 producer; u64 seq; } with key 3.
+const std::string key3 = "'03 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00'";
+
+class ElfCli : public ::testing::Test {
+protected:
+    void TearDown() override { ::unlink(("/dev/shm/" + shm_).c_str()); }
+    std::string shm_ = "ebpfrt-cli-test-" + std::to_string(::getpid());
+};
+
+TEST_F(ElfCli, RunPicksTheProgramBySectionOrName) {
+    Output o = run(cli + " run " + counter + " --section ext/produce --mem " + key3);
+    EXPECT_EQ(o.status, 0) << o.err;
+    EXPECT_EQ(o.out, "0x0\n");  // a ring buffer record reserved and submitted
+    o = run(cli + " run " + counter + " --section count --mem " + key3);
+    EXPECT_EQ(o.status, 0) << o.err;
+}
+
+TEST_F(ElfCli, AmbiguousOrUnknownSectionIsOneLineError) {
+    Output o = run(cli + " run " + counter);
+    EXPECT_EQ(o.status, 1);
+    EXPECT_NE(o.err.find("choose one with --section"), std::string::npos) << o.err;
+    EXPECT_NE(o.err.find("ext/count"), std::string::npos) << o.err;
+    o = run(cli + " run " + counter + " --section nope");
+    EXPECT_EQ(o.status, 1);
+    EXPECT_NE(o.err.find("no program in section or named \"nope\""), std::string::npos) << o.err;
+    EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+}
+
+TEST_F(ElfCli, SharedMapsSurviveTheRunAndDumpByBtf) {
+    // Eleven runs of `count` on key 3 in a named arena; a later process lists and dumps the maps.
+    Output o = run(cli + " run " + counter + " --section count --shm " + shm_ + " --mem " + key3 + " --repeat 10");
+    ASSERT_EQ(o.status, 0) << o.err;
+    o = run(cli + " map list --shm " + shm_);
+    ASSERT_EQ(o.status, 0) << o.err;
+    EXPECT_NE(o.out.find("acounts"), std::string::npos) << o.out;
+    EXPECT_NE(o.out.find("ringbuf"), std::string::npos) << o.out;
+    o = run(cli + " map dump acounts --shm " + shm_ + " --object " + counter);
+    ASSERT_EQ(o.status, 0) << o.err;
+    EXPECT_NE(o.out.find("3 => 11\n"), std::string::npos) << o.out;
+    EXPECT_NE(o.out.find("16 entries"), std::string::npos) << o.out;
+    o = run(cli + " map dump missing --shm " + shm_);
+    EXPECT_EQ(o.status, 1);
+    EXPECT_NE(o.err.find("missing"), std::string::npos) << o.err;
+}
+
+TEST_F(ElfCli, DumpOfAnObjectShowsGlobalsByType) {
+    Output o = run(cli + " map dump .rodata " + features);
+    ASSERT_EQ(o.status, 0) << o.err;
+    EXPECT_NE(o.out.find("{threshold = 7}"), std::string::npos) << o.out;
+    o = run(cli + " map list " + features);
+    ASSERT_EQ(o.status, 0) << o.err;
+    EXPECT_NE(o.out.find("array_of_maps"), std::string::npos) << o.out;
+}
+
+}  // namespace
+}  // namespace ebpfrt::test
