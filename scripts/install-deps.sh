@@ -10,6 +10,8 @@ packages=(
     # BPF C programs in tests/, examples/ and bench/ (clang -target bpf -mcpu=v4, llvm-objcopy),
     # libbpf's bpf_helpers.h, and libFuzzer for tests/fuzz (make fuzz)
     clang-19 llvm-19 libclang-rt-19-dev libbpf-dev
+    # the JIT engine (LLVM ORC, opaque pointers)
+    llvm-19-dev
     # tests and benchmarks
     libgtest-dev libbenchmark-dev python3
 )

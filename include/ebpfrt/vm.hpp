@@ -46,6 +46,7 @@ struct VmOptions {
 };
 
 class Interpreter;
+class JitProgram;
 
 /// The program run that is calling a helper: valid only during that call, one per thread.
 /// Helpers use it to hand memory to the program, to check pointers, and for tail calls and callbacks.
@@ -63,6 +64,12 @@ public:
     /// fresh stack, as bpf_tail_call does. False when the chain limit (33 tail calls) is reached,
     /// in which case the caller continues as the kernel does.
     virtual bool tail_call(const Interpreter& target) noexcept = 0;
+    /// As above for a program compiled by the JIT (a run on one engine tail-calls programs of the same
+    /// engine; the default refuses).
+    virtual bool tail_call(const JitProgram& target) noexcept {
+        (void)target;
+        return false;
+    }
     /// Calls the subprogram whose address an lddw with src=4 (pseudo_func) produced, with `args` in
     /// r1-r5, on a new frame; for helpers such as bpf_loop. Errors: invalid_argument (not a function),
     /// and any runtime error of the callee.

@@ -19,6 +19,7 @@ struct RunOptions {
     std::uint64_t repeat = 0;
     std::uint64_t budget = 0;
     bool checked = true;
+    bool jit = false;             ///< run on the JIT instead of the interpreter
 };
 
 /// `ebpfrt run FILE.o [--section S]`: loads the object into a runtime and runs one program. Exit status.

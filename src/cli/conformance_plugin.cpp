@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <ebpfrt/isa.hpp>
+#include <ebpfrt/jit.hpp>
 #include <ebpfrt/vm.hpp>
 
 #include "cli/cli_io.hpp"
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
-    if (engine != "interpret") {
+    if (engine == "aot" || (engine == "jit" && !jit_available())) {
         std::fprintf(stderr, "ebpfrt-conformance-plugin: engine \"%s\" is unsupported in this build\n", engine.c_str());
         return 1;
     }
@@ -66,12 +67,19 @@ int main(int argc, char** argv) {
     if (!bytes) return load_failure(bytes.error().wrap("program").message());
     auto prog = isa::decode(*bytes);
     if (!prog) return load_failure(prog.error().message());
-    auto interp = Interpreter::create(*prog, conformance::helpers(), {.checked = true, .insn_budget = insn_budget});
-    if (!interp) return load_failure(interp.error().message());
-
+    const VmOptions options{.checked = true, .insn_budget = insn_budget};
     auto mem = cli::parse_hex(memory_hex);
     if (!mem) return load_failure(mem.error().wrap("memory").message());
-    auto r0 = interp->run(*mem);
+    Result<std::uint64_t> r0 = std::uint64_t{0};
+    if (engine == "jit") {
+        auto jit = JitProgram::create(*prog, conformance::helpers(), options);
+        if (!jit) return load_failure(jit.error().message());
+        r0 = jit->run(*mem);
+    } else {
+        auto interp = Interpreter::create(*prog, conformance::helpers(), options);
+        if (!interp) return load_failure(interp.error().message());
+        r0 = interp->run(*mem);
+    }
     if (!r0) {
         std::fprintf(stderr, "%s\n", r0.error().message().c_str());
         return 1;

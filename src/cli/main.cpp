@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,7 @@
 
 #include <ebpfrt/helpers.hpp>
 #include <ebpfrt/isa.hpp>
+#include <ebpfrt/jit.hpp>
 #include <ebpfrt/vm.hpp>
 
 #include "cli/cli_io.hpp"
@@ -25,7 +27,7 @@ constexpr std::string_view usage_text =
     R"(usage: ebpfrt <command> [options]
 
 commands:
-  run FILE [--raw] [--section S] [--shm NAME] [--mem HEX|@file] [--engine interp] [--repeat N]
+  run FILE [--raw] [--section S] [--shm NAME] [--mem HEX|@file] [--engine interp|jit] [--repeat N]
       [--budget N] [--unchecked]
         run a program and print r0 in hex. FILE is an ELF object (the program in section or named S;
         maps in the shared-memory arena NAME with --shm), assembler text (the conformance suite's
@@ -110,9 +112,10 @@ int cmd_run(const std::vector<std::string>& args) {
         }
     }
     if (file.empty()) return fail("run: no FILE given (see ebpfrt help)");
-    if (engine == "jit" || engine == "aot")
+    if (engine == "interpreter") engine = "interp";
+    if (engine == "aot" || (engine == "jit" && !jit_available()))
         return fail(fmt::format("run: engine \"{}\" is not available in this build (use interp)", engine));
-    if (engine != "interp" && engine != "interpreter")
+    if (engine != "interp" && engine != "jit")
         return fail(fmt::format("run: unknown engine \"{}\" (interp, jit, aot)", engine));
 
     std::vector<std::byte> mem;
@@ -122,18 +125,28 @@ int cmd_run(const std::vector<std::string>& args) {
         mem = std::move(*m);
     }
 
-    if (auto head = cli::read_file(file); head && is_elf(*head))
+    if (auto head = cli::read_file(file); head && is_elf(*head)) {
         return cli::run_elf(file, {.section = section, .shm = shm, .mem = mem, .repeat = repeat, .budget = budget,
-                                   .checked = !unchecked});
+                                   .checked = !unchecked, .jit = engine == "jit"});
+    }
     if (!section.empty() || !shm.empty()) return fail("run: --section and --shm apply to ELF objects only");
 
     auto prog = load_program(file, raw);
     if (!prog) return fail(prog.error().message());
-    auto interp = Interpreter::create(*prog, HelperTable{}, {.checked = !unchecked, .insn_budget = budget});
-    if (!interp) return fail(interp.error().wrap(fmt::format("load \"{}\"", file)).message());
+    const VmOptions options{.checked = !unchecked, .insn_budget = budget};
+    std::function<Result<std::uint64_t>(std::span<std::byte>)> run_once;
+    if (engine == "jit") {
+        auto jit = JitProgram::create(*prog, HelperTable{}, options);
+        if (!jit) return fail(jit.error().wrap(fmt::format("load \"{}\"", file)).message());
+        run_once = [p = *jit](std::span<std::byte> c) { return p.run(c); };
+    } else {
+        auto interp = Interpreter::create(*prog, HelperTable{}, options);
+        if (!interp) return fail(interp.error().wrap(fmt::format("load \"{}\"", file)).message());
+        run_once = [p = *interp](std::span<std::byte> c) { return p.run(c); };
+    }
 
     std::vector<std::byte> ctx = mem;
-    auto r0 = interp->run(ctx);
+    auto r0 = run_once(ctx);
     if (!r0) return fail(r0.error().wrap(fmt::format("run \"{}\"", file)).message());
     std::printf("0x%llx\n", static_cast<unsigned long long>(*r0));
 
@@ -142,7 +155,7 @@ int cmd_run(const std::vector<std::string>& args) {
         // to it sees its own earlier writes).
         const auto start = std::chrono::steady_clock::now();
         for (std::uint64_t i = 0; i < repeat; ++i) {
-            auto r = interp->run(ctx);
+            auto r = run_once(ctx);
             if (!r) return fail(r.error().wrap(fmt::format("run \"{}\" (repeat {})", file, i + 1)).message());
         }
         const auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();

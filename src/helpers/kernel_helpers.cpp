@@ -102,11 +102,9 @@ u64 probe_read_str(u64 dst, u64 size, u64 src, u64, u64) {
         const std::size_t page_left = 4096 - (addr & 4095);
         const std::size_t chunk = std::min<std::size_t>({page_left, size - 1 - n, 256});
         if (!detail::safe_read(out + n, reinterpret_cast<const void*>(addr), chunk)) {
-            if (n == 0) {
-                out[0] = '\0';
-                return neg(EFAULT);
-            }
-            break;
+            // As the kernel: a fault anywhere before the NUL is -EFAULT with the destination zeroed.
+            std::memset(out, 0, size);
+            return neg(EFAULT);
         }
         if (void* z = std::memchr(out + n, '\0', chunk)) return static_cast<u64>(static_cast<char*>(z) - out) + 1;
         n += chunk;
@@ -214,11 +212,13 @@ Result<void> format_printk(const char* fmt_str, std::span<const std::uint64_t> a
         case 'p':
             // %pK/%px/%ps... : print the address; the kernel's pointer extensions need kernel data.
             while (std::isalnum(static_cast<unsigned char>(p[1])) && p[1] != ' ') ++p;
-            std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+            // As the kernel's %px: 16 hex digits, zero-padded, no 0x.
+            std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
             break;
         case 's': {
             char str[256];
-            if (probe_read_str(reinterpret_cast<u64>(str), sizeof str, v, 0, 0) > sizeof str) std::strcpy(str, "(efault)");
+            // An unreadable string prints as nothing, as in the kernel.
+            if (probe_read_str(reinterpret_cast<u64>(str), sizeof str, v, 0, 0) > sizeof str) str[0] = '\0';
             std::snprintf(buf, sizeof buf, (spec + "s").c_str(), str);
             break;
         }

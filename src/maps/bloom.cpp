@@ -87,6 +87,10 @@ long bloom_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t)
 long bloom_sys_update(MapHeader* h, const void* key, const void* value, std::uint64_t flags) noexcept {
     return key ? -EINVAL : bloom_push(h, value, flags);
 }
+// Values cannot be taken out of a bloom filter, nor its keys listed: -EOPNOTSUPP, as in the kernel.
+long bloom_pop(MapHeader*, void*) noexcept { return -EOPNOTSUPP; }
+long bloom_erase(MapHeader*, const void*) noexcept { return -EOPNOTSUPP; }
+long bloom_next_key(MapHeader*, const void*, void*) noexcept { return -EOPNOTSUPP; }
 
 }  // namespace
 
@@ -94,10 +98,14 @@ const MapOps bloom_filter_ops = {
     .check = check_bloom,
     .layout = layout_bloom,
     .init = init_bloom,
+    .erase = bloom_erase,
     .push = bloom_push,
+    .pop = bloom_pop,
     .peek = bloom_peek,
     .sys_lookup = bloom_sys_lookup,
     .sys_update = bloom_sys_update,
+    .sys_delete = bloom_erase,
+    .sys_next_key = bloom_next_key,
 };
 
 }  // namespace ebpfrt::maps

@@ -290,6 +290,8 @@ Result<void> MapRef::push(std::span<const std::byte> value, std::uint64_t flags)
 }
 
 Result<void> MapRef::pop(std::span<std::byte> value) const {
+    if (type() == MapType::bloom_filter)  // as the kernel's bloom_map_pop_elem: -EOPNOTSUPP
+        return Error(Errc::unsupported, fmt::format("pop map \"{}\": a bloom filter cannot give values back", name()));
     if (type() != MapType::queue && type() != MapType::stack)
         return Error(Errc::invalid_argument, fmt::format("pop map \"{}\": {} has no pop (queue and stack do)",
                                                          name(), to_string(type())));

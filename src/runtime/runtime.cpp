@@ -103,13 +103,13 @@ std::uint32_t Program::id() const noexcept { return s_->id; }
 std::span<const Insn> Program::insns() const noexcept { return s_->insns; }
 
 Result<std::uint64_t> Program::try_run(std::span<std::byte> ctx) const noexcept {
-    auto r = s_->interp->run(ctx);
+    auto r = s_->jit ? s_->jit->run(ctx) : s_->interp->run(ctx);
     if (!r) return std::move(r).error().wrap(fmt::format("run \"{}\"", s_->name));
     return r;
 }
 
 std::uint64_t Program::run(std::span<std::byte> ctx) const noexcept {
-    auto r = s_->interp->run(ctx);
+    auto r = s_->jit ? s_->jit->run(ctx) : s_->interp->run(ctx);
     if (r) return *r;
     if (s_->runtime) s_->runtime->log(LogLevel::error, fmt::format("run \"{}\": {}", s_->name, r.error().message()));
     return 0;
@@ -166,7 +166,7 @@ const HelperTable& Runtime::helpers() const noexcept { return s_->helpers; }
 const RuntimeOptions& Runtime::options() const noexcept { return s_->options; }
 
 Result<Runtime> Runtime::create(RuntimeOptions options) {
-    if (options.engine != Engine::interpreter)
+    if (options.engine == Engine::aot || (options.engine == Engine::jit && !jit_available()))
         return Error(Errc::unsupported, fmt::format("create runtime: engine \"{}\" is not available in this build",
                                                     options.engine == Engine::jit ? "jit" : "aot"));
     auto s = std::make_shared<detail::RuntimeState>();
@@ -247,9 +247,15 @@ Result<std::shared_ptr<detail::ProgramState>> prepare(const std::shared_ptr<deta
             return Error(Errc::invalid_argument, fmt::format("insn {}: offset {} is past map \"{}\" ({} bytes)", index, off, m.name(), data->size()));
         return ResolvedImm{reinterpret_cast<std::uint64_t>(data->data() + off), *data};
     };
-    auto interp = Interpreter::create(st->insns, rt->helpers, vo);
-    if (!interp) return interp.error();
-    st->interp.emplace(std::move(*interp));
+    if (rt->options.engine == Engine::jit) {
+        auto jit = JitProgram::create(st->insns, rt->helpers, vo);
+        if (!jit) return jit.error();
+        st->jit.emplace(std::move(*jit));
+    } else {
+        auto interp = Interpreter::create(st->insns, rt->helpers, vo);
+        if (!interp) return interp.error();
+        st->interp.emplace(std::move(*interp));
+    }
     st->id = rt->next_program_id.fetch_add(1);
     return st;
 }
@@ -357,6 +363,7 @@ Result<Collection> Runtime::load(const Object& object) {
 Features features() {
     Features f;
     f.engines = {"interpreter"};
+    if (jit_available()) f.engines.push_back("jit");
     for (MapType t : {MapType::hash, MapType::array, MapType::prog_array, MapType::perf_event_array,
                       MapType::percpu_hash, MapType::percpu_array, MapType::stack_trace, MapType::lru_hash,
                       MapType::lru_percpu_hash, MapType::lpm_trie, MapType::array_of_maps, MapType::hash_of_maps,

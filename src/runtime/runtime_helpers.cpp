@@ -124,7 +124,8 @@ u64 tail_call(u64, u64 map, u64 index, u64, u64) {
     const RuntimeState* rt = runtime_of(inv);
     auto target = rt ? rt->program_by_id(id) : nullptr;
     if (!target) return neg(ENOENT);
-    return inv->tail_call(*target->interp) ? 0 : neg(E2BIG);
+    const bool ok = target->jit ? inv->tail_call(*target->jit) : target->interp ? inv->tail_call(*target->interp) : false;
+    return ok ? 0 : neg(E2BIG);
 }
 
 u64 ringbuf_output(u64 map, u64 data, u64 size, u64 flags, u64) {
@@ -191,8 +192,14 @@ u64 get_stackid(u64, u64 map, u64 flags, u64, u64) {
 }
 
 u64 get_stack(u64, u64 buf, u64 size, u64 flags, u64) {
-    if (size % 8 != 0) return neg(EINVAL);
+    // Skip count (low 8 bits), BPF_F_USER_STACK and BPF_F_USER_BUILD_ID; anything else, or a size that
+    // is not whole entries, is -EINVAL with the buffer cleared, as in the kernel.
+    constexpr u64 known = 0xffu | (1u << 8) | (1u << 11);
     auto* out = reinterpret_cast<std::uint64_t*>(buf);
+    if ((flags & ~known) != 0 || size % 8 != 0) {
+        std::memset(out, 0, size);
+        return neg(EINVAL);
+    }
     const std::uint32_t n = capture_stack(out, static_cast<std::uint32_t>(size / 8), flags);
     std::memset(out + n, 0, size - n * 8);
     return n * 8;
@@ -257,26 +264,28 @@ u64 for_each_map_elem(u64 map, u64 callback, u64 ctx, u64 flags, u64) {
     return c.failed ? neg(EINVAL) : static_cast<u64>(n);
 }
 
-void emit_trace(const char* fmt_str, std::span<const u64> args) {
+// Formats and emits one trace line; returns the formatted length, or -EINVAL for a bad format (then
+// nothing is printed), as the kernel's bpf_trace_printk does.
+u64 emit_trace(const char* fmt_str, std::span<const u64> args) {
     std::string line;
-    if (!format_printk(fmt_str, args, line)) line = fmt::format("(bad trace_printk format \"{}\")", fmt_str);
+    if (!format_printk(fmt_str, args, line)) return neg(EINVAL);
+    const u64 written = line.size();
     while (!line.empty() && line.back() == '\n') line.pop_back();
     if (const RuntimeState* rt = runtime_of(Invocation::current())) rt->trace(line);
+    return written;
 }
 
 u64 trace_printk(u64 fmt_ptr, u64 fmt_size, u64 a1, u64 a2, u64 a3) {
     const auto* f = reinterpret_cast<const char*>(fmt_ptr);
     if (fmt_size == 0 || f[fmt_size - 1] != '\0') return neg(EINVAL);
     const u64 args[] = {a1, a2, a3};
-    emit_trace(f, args);
-    return fmt_size;
+    return emit_trace(f, args);
 }
 
 u64 trace_vprintk(u64 fmt_ptr, u64 fmt_size, u64 data, u64 data_len, u64) {
     const auto* f = reinterpret_cast<const char*>(fmt_ptr);
     if (fmt_size == 0 || f[fmt_size - 1] != '\0' || data_len % 8 != 0 || data_len / 8 > 12) return neg(EINVAL);
-    emit_trace(f, std::span(reinterpret_cast<const u64*>(data), data_len / 8));
-    return fmt_size;
+    return emit_trace(f, std::span(reinterpret_cast<const u64*>(data), data_len / 8));
 }
 
 constexpr std::array<Arg, 5> args(Arg a = Arg::none, Arg b = Arg::none, Arg c = Arg::none, Arg d = Arg::none,

@@ -12,6 +12,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include <ebpfrt/jit.hpp>
 #include <ebpfrt/runtime.hpp>
 
 namespace ebpfrt::detail {
@@ -22,7 +23,8 @@ struct ProgramState {
     AttachKind attach = AttachKind::none;
     std::uint32_t id = 0;
     std::vector<Insn> insns;
-    std::optional<Interpreter> interp;  // set once prepared
+    std::optional<Interpreter> interp;  // set once prepared (engine interpreter)
+    std::optional<JitProgram> jit;      // set once prepared (engine jit)
     std::vector<MapRef> maps;                // keeps every map the code refers to alive
     std::shared_ptr<RuntimeState> runtime;   // for logging faults
 };

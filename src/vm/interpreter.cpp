@@ -14,6 +14,8 @@
 
 #include <ebpfrt/vm.hpp>
 
+#include "vm/run_support.hpp"
+
 // Threaded dispatch takes label addresses, a GNU extension that GCC and Clang share.
 #pragma GCC diagnostic ignored "-Wpedantic"
 
@@ -100,7 +102,6 @@ constexpr std::size_t frame_bytes = isa::stack_size;
 constexpr std::size_t max_frames = isa::max_call_depth;
 constexpr int max_tail_calls = 33;  // the kernel's MAX_TAIL_CALL_CNT
 
-thread_local Invocation* tls_current = nullptr;
 
 ResolvedHelper resolve(const HelperProto& p) {
     ResolvedHelper r;
@@ -118,54 +119,6 @@ struct Frame {
     const DInsn* ret;              // instruction after the call
     std::uint64_t saved[4];        // r6-r9
     std::uint64_t r10;
-};
-
-// Allowed memory as a union of disjoint intervals [start, end).
-class RegionSet {
-public:
-    void add(std::uintptr_t lo, std::uintptr_t hi) {
-        if (lo >= hi) return;
-        // Merge with every interval that overlaps or touches [lo, hi).
-        auto it = set_.upper_bound(lo);
-        if (it != set_.begin()) {
-            auto prev = std::prev(it);
-            if (prev->second >= lo) {
-                if (prev->second >= hi) return;
-                lo = prev->first;
-                it = prev;
-            }
-        }
-        while (it != set_.end() && it->first <= hi) {
-            hi = std::max(hi, it->second);
-            it = set_.erase(it);
-        }
-        set_.emplace(lo, hi);
-        last_lo_ = lo;
-        last_hi_ = hi;
-    }
-    bool contains(std::uintptr_t a, std::size_t n) const {
-        if (a >= last_lo_ && a <= last_hi_ && n <= last_hi_ - a) return true;
-        auto it = set_.upper_bound(a);
-        if (it == set_.begin()) return false;
-        --it;
-        if (a < it->first || a > it->second || n > it->second - a) return false;
-        last_lo_ = it->first;
-        last_hi_ = it->second;
-        return true;
-    }
-    bool empty() const noexcept { return set_.empty(); }
-    // The interval holding `a`, or {0, 0}.
-    std::pair<std::uintptr_t, std::uintptr_t> find(std::uintptr_t a) const {
-        auto it = set_.upper_bound(a);
-        if (it == set_.begin()) return {0, 0};
-        --it;
-        if (a >= it->second) return {0, 0};
-        return *it;
-    }
-
-private:
-    std::map<std::uintptr_t, std::uintptr_t> set_;
-    mutable std::uintptr_t last_lo_ = 1, last_hi_ = 0;
 };
 
 class Run final : public Invocation {
@@ -246,7 +199,7 @@ public:
     bool checked_;
     std::uintptr_t stack_top_ = 0, stack_lo_ = 0;
     std::uintptr_t ctx_lo_ = 0, ctx_hi_ = 0;
-    RegionSet granted_;
+    detail::RegionSet granted_;
     std::uint64_t budget_ = 0;  // instructions left, when limited
     const InterpreterState* pending_tail_ = nullptr;
     int tail_calls_ = 0;
@@ -631,13 +584,13 @@ call_helper:
         }
     }
     {
-        Invocation* saved = tls_current;
-        tls_current = this;
+        Invocation* saved = detail::current_invocation();
+        detail::current_invocation() = this;
         budget_ = left;
         prog_ = prog;
         depth_ = base_depth + depth_local;
         const std::uint64_t r = hp->fn(reg[1], reg[2], reg[3], reg[4], reg[5]);
-        tls_current = saved;
+        detail::current_invocation() = saved;
         left = budget_;
         stack_lo_ = reg[10] - frame_bytes;
         reg[0] = r;
@@ -886,7 +839,12 @@ Result<void> predecode(InterpreterState& st, std::size_t i, const HelperTable& h
 
 }  // namespace
 
-Invocation* Invocation::current() noexcept { return tls_current; }
+Invocation* Invocation::current() noexcept { return detail::current_invocation(); }
+
+Invocation*& detail::current_invocation() noexcept {
+    thread_local Invocation* current = nullptr;
+    return current;
+}
 
 Result<Interpreter> Interpreter::create(std::span<const Insn> prog, const HelperTable& helpers,
                                         const VmOptions& options) {

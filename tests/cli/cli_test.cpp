@@ -74,6 +74,15 @@ TEST_F(Cli, AsmThenRawRunAndDisasmRoundTrip) {
     std::remove((bin + "2").c_str());
 }
 
+TEST_F(Cli, JitEngineGivesTheSameResult) {
+    Output interp = run(cli + " run " + asm_file_ + " --mem 05");
+    Output jit = run(cli + " run " + asm_file_ + " --mem 05 --engine jit --repeat 10");
+    EXPECT_EQ(jit.status, 0) << jit.err;
+    EXPECT_EQ(jit.out, "0x2f\n");
+    EXPECT_EQ(jit.out, interp.out);
+    EXPECT_NE(jit.err.find("ns/run over 10 runs"), std::string::npos) << jit.err;
+}
+
 TEST_F(Cli, RepeatPrintsTimingLine) {
     Output o = run(cli + " run " + asm_file_ + " --repeat 1000");
     EXPECT_EQ(o.status, 0) << o.err;
@@ -86,7 +95,7 @@ TEST_F(Cli, ErrorsAreOneLineWithExitStatus1) {
         std::string args, expect;
     } cases[] = {
         {"run /nonexistent/x.s", "ebpfrt: read \"/nonexistent/x.s\": No such file or directory\n"},
-        {"run " + asm_file_ + " --engine jit", "ebpfrt: run: engine \"jit\" is not available in this build (use interp)\n"},
+        {"run " + asm_file_ + " --engine aot", "ebpfrt: run: engine \"aot\" is not available in this build (use interp)\n"},
         {"run " + asm_file_ + " --engine turbo", "ebpfrt: run: unknown engine \"turbo\" (interp, jit, aot)\n"},
         {"run " + asm_file_ + " --mem 'zz'", "ebpfrt: run: --mem: hex: 'z' at offset 0 is not a hex digit\n"},
         {"run " + asm_file_ + " --repeat x", "ebpfrt: run: --repeat: \"x\" is not a number\n"},

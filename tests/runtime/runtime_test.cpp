@@ -1,3 +1,4 @@
+#include <ebpfrt/jit.hpp>
 #include <ebpfrt/runtime.hpp>
 
 #include <gtest/gtest.h>
@@ -27,7 +28,8 @@ struct Empty {
     std::uint64_t pad = 0;
 };
 
-class Features : public ::testing::Test {
+// Every feature test runs on each engine: the interpreter and, where built, the JIT.
+class Features : public ::testing::TestWithParam<Engine> {
 protected:
     void SetUp() override {
         auto o = Object::open(ELF_FEATURES_OBJECT);
@@ -37,8 +39,8 @@ protected:
     Object obj_;
 };
 
-TEST_F(Features, MapsGlobalsAndSubprograms) {
-    auto rt = Runtime::create().value();
+TEST_P(Features, MapsGlobalsAndSubprograms) {
+    auto rt = Runtime::create({.engine = GetParam()}).value();
     auto coll = rt.load(obj_);
     ASSERT_TRUE(coll) << coll.error().message();
     ASSERT_EQ(coll->programs().size(), 4u);
@@ -64,18 +66,18 @@ TEST_F(Features, MapsGlobalsAndSubprograms) {
     EXPECT_EQ(too.run(ctx), 6u * 7 + 100);
 }
 
-TEST_F(Features, RodataSetBeforeLoad) {
+TEST_P(Features, RodataSetBeforeLoad) {
     const std::uint32_t nine = 9;
     std::memcpy(obj_.global("threshold")->data(), &nine, 4);
-    auto rt = Runtime::create().value();
+    auto rt = Runtime::create({.engine = GetParam()}).value();
     auto coll = rt.load(obj_).value();
     Empty ctx;
     coll.program("on_entry").value().run(ctx);
     EXPECT_EQ(read_global<std::uint64_t>(coll, "bss_counter"), (2u * 9 + 3) + (3u * 9 + 3));
 }
 
-TEST_F(Features, TailCallsStopAtTheKernelLimit) {
-    auto rt = Runtime::create().value();
+TEST_P(Features, TailCallsStopAtTheKernelLimit) {
+    auto rt = Runtime::create({.engine = GetParam()}).value();
     auto coll = rt.load(obj_).value();
     Empty ctx;
     // tail_target counts in stats[0] and tail-calls itself through jumps[5] (set by the object):
@@ -93,8 +95,8 @@ TEST_F(Features, TailCallsStopAtTheKernelLimit) {
     EXPECT_EQ(stats.lookup(0).value(), 35u);
 }
 
-TEST_F(Features, MapInMap) {
-    auto rt = Runtime::create().value();
+TEST_P(Features, MapInMap) {
+    auto rt = Runtime::create({.engine = GetParam()}).value();
     auto coll = rt.load(obj_).value();
     Empty ctx;
     auto decide = coll.program("decide").value();
@@ -110,10 +112,18 @@ TEST_F(Features, MapInMap) {
     EXPECT_EQ(decide.run(ctx), 1u);
 }
 
+std::vector<Engine> engines() {
+    std::vector<Engine> e{Engine::interpreter};
+    if (jit_available()) e.push_back(Engine::jit);
+    return e;
+}
+INSTANTIATE_TEST_SUITE_P(Engines, Features, ::testing::ValuesIn(engines()),
+                         [](const auto& info) { return info.param == Engine::jit ? std::string("jit") : std::string("interpreter"); });
+
 TEST(Runtime, UnresolvedCallsAndBadEnginesAreErrors) {
-    auto jit = Runtime::create({.engine = Engine::jit});
-    ASSERT_FALSE(jit);
-    EXPECT_EQ(jit.error().code(), Errc::unsupported);
+    auto aot = Runtime::create({.engine = Engine::aot});
+    ASSERT_FALSE(aot);
+    EXPECT_EQ(aot.error().code(), Errc::unsupported);
 
     auto rt = Runtime::create().value();
     // A program calling a helper the runtime does not have.

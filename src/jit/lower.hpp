@@ -1,0 +1,69 @@
+#pragma once
+// eBPF -> LLVM IR, shared by the JIT (and later AOT and PTX). Only src/jit includes LLVM headers.
+//
+// Every BPF function (the entry and each target of a local call or lddw src=4) becomes one LLVM
+// function  i64 f(i64 r1, i64 r2, i64 r3, i64 r4, i64 r5, ptr run, i32 depth)  with its own registers
+// and 512-byte stack as allocas, so LLVM keeps registers and stack slots in machine registers.
+// Everything the code needs from outside (helpers, the runtime support functions of rt_abi.hpp) is
+// called through absolute addresses given in the request, or, for relocatable output, by symbol name.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <ebpfrt/helpers.hpp>
+#include <ebpfrt/isa.hpp>
+#include <ebpfrt/result.hpp>
+
+namespace llvm {
+class LLVMContext;
+class Module;
+}  // namespace llvm
+
+namespace ebpfrt::jit {
+
+/// A callee of the generated code: an absolute address, or a symbol when `address` is 0.
+struct Callee {
+    std::uint64_t address = 0;
+    std::string symbol;
+};
+
+/// One helper a call instruction uses.
+struct HelperUse {
+    Callee fn;
+    std::array<Arg, 5> args{};
+    bool unwind_on_zero = false;
+    bool has_pointer_args = false;
+};
+
+/// Addresses of the runtime support functions (rt_abi.hpp).
+struct RuntimeCallees {
+    Callee check, fault, check_helper, after_helper, unwind, callx, ldabs;
+};
+
+struct LowerRequest {
+    std::span<const Insn> insns;
+    std::string name;  ///< entry function symbol; internal functions are "<name>.f<index>"
+    bool checked = true;
+    bool budget = false;
+    std::vector<HelperUse> helpers;             ///< call targets, by index
+    std::vector<std::uint32_t> helper_of_insn;  ///< per slot: index into helpers for `call`, else ~0
+    std::vector<std::uint64_t> lddw_value;      ///< per slot: resolved value of lddw src 1/2/3/5/6
+    RuntimeCallees rt;
+};
+
+/// What lowering produced besides the module: the functions, by first instruction index.
+struct Lowered {
+    std::unique_ptr<llvm::Module> module;
+    std::vector<std::size_t> function_starts;  ///< sorted; [0] is the entry
+};
+
+/// Lowers a validated program. Errors: invalid_argument for what LLVM's verifier rejects (a bug).
+Result<Lowered> lower(llvm::LLVMContext& ctx, const LowerRequest& req);
+
+/// Name of the LLVM function for the BPF function starting at `start`.
+std::string function_name(const std::string& entry, std::size_t start);
+
+}  // namespace ebpfrt::jit

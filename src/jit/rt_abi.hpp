@@ -1,0 +1,46 @@
+#pragma once
+// The contract between generated code and the run-time support of compiled engines: the layout of
+// the run header the code reads and writes directly, and the support functions it calls.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ebpfrt::jit {
+
+/// Fields generated code accesses through the `run` argument, at these offsets.
+struct RunHeader {
+    std::uint64_t ctx_lo = 0;       // 0: context region [ctx_lo, ctx_hi)
+    std::uint64_t ctx_hi = 0;       // 8
+    std::uint64_t stack_lo = 0;     // 16: bottom of the running frame's 512 bytes (checked mode)
+    std::int64_t budget_left = 0;   // 24: instructions left (budget mode)
+    std::uint64_t frames[8] = {};   // 32: bottom of each frame by depth (checked mode)
+    std::uint8_t pending = 0;       // 96: non-zero after a helper asked for something (tail call, fault, unwind)
+};
+static_assert(offsetof(RunHeader, frames) == 32 && offsetof(RunHeader, pending) == 96);
+
+/// Fault codes for rt_fault.
+enum FaultCode : std::uint32_t { fault_budget = 1, fault_depth = 2, fault_stack = 3, fault_invalid = 4 };
+
+/// Access kinds for rt_check.
+enum AccessKind : std::uint32_t { access_read = 0, access_write = 1, access_atomic = 2 };
+
+extern "C" {
+// Ends the run with an error unless [addr, addr + size) may be accessed (and, for atomics, is aligned).
+void ebpfrt_rt_check(void* run, std::uint64_t addr, std::uint64_t size, std::uint32_t insn, std::uint32_t kind);
+// Ends the run with an error.
+[[noreturn]] void ebpfrt_rt_fault(void* run, std::uint32_t insn, std::uint32_t code);
+// Checks pointer arguments of helper `helper` (checked mode).
+void ebpfrt_rt_check_helper(void* run, std::uint32_t insn, std::uint32_t helper, std::uint64_t r1, std::uint64_t r2,
+                            std::uint64_t r3, std::uint64_t r4, std::uint64_t r5);
+// After a helper that set `pending`: raises a callee's fault, unwinds, or performs a tail call.
+void ebpfrt_rt_after_helper(void* run, std::uint32_t insn);
+// Ends the whole program with r0 = 0 (an unwind_on_zero helper returned 0).
+[[noreturn]] void ebpfrt_rt_unwind(void* run);
+// `callx`: target is a helper id or a function address from lddw src=4.
+std::uint64_t ebpfrt_rt_callx(void* run, std::uint64_t target, std::uint64_t r1, std::uint64_t r2, std::uint64_t r3,
+                              std::uint64_t r4, std::uint64_t r5, std::uint32_t depth, std::uint32_t insn);
+// Legacy packet load from the context, big-endian; out of bounds ends the program with r0 = 0.
+std::uint64_t ebpfrt_rt_ldabs(void* run, std::uint64_t offset, std::uint32_t size);
+}
+
+}  // namespace ebpfrt::jit
