@@ -294,7 +294,10 @@ private:
                                 (static_cast<std::uint64_t>(static_cast<std::uint32_t>(hi.imm)) << 32));
             else if (in.src == isa::pseudo_func)
                 v = b_.CreatePtrToInt(functions_.at(i + 1 + in.imm), i64_);
-            else
+            else if (i < req_.lddw_symbol.size() && !req_.lddw_symbol[i].empty()) {
+                auto* g = module_->getOrInsertGlobal(req_.lddw_symbol[i], i8_);
+                v = b_.CreateAdd(b_.CreatePtrToInt(g, i64_), b_.getInt64(req_.lddw_value.at(i)));
+            } else
                 v = b_.getInt64(req_.lddw_value.at(i));
             set(in.dst, v);
             return true;

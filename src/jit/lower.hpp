@@ -51,6 +51,9 @@ struct LowerRequest {
     std::vector<HelperUse> helpers;             ///< call targets, by index
     std::vector<std::uint32_t> helper_of_insn;  ///< per slot: index into helpers for `call`, else ~0
     std::vector<std::uint64_t> lddw_value;      ///< per slot: resolved value of lddw src 1/2/3/5/6
+    /// Per slot (optional, for relocatable output): when non-empty, the lddw loads the address of this
+    /// external symbol plus lddw_value (an offset) instead of the constant.
+    std::vector<std::string> lddw_symbol;
     RuntimeCallees rt;
 };
 
