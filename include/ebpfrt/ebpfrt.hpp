@@ -2,6 +2,7 @@
 /// \file
 /// Umbrella header: everything a host application needs from ebpfrt.
 
+#include <ebpfrt/aot.hpp>
 #include <ebpfrt/btf.hpp>
 #include <ebpfrt/elf.hpp>
 #include <ebpfrt/helpers.hpp>

@@ -23,6 +23,14 @@ enum class Engine : std::uint8_t { interpreter, jit, aot };
 struct ResolvedImm {
     std::uint64_t value = 0;        ///< the 64-bit value loaded into dst
     std::span<std::byte> region{};  ///< memory the program may then touch in checked mode (a map value)
+    /// For a reference to an array map (not per-CPU) whose lookups a compiling engine may inline
+    /// (bounds check and address arithmetic instead of calling helper 1): where element i lives,
+    /// values + i * stride for i < max_entries. Empty (values == nullptr) otherwise.
+    struct InlineArray {
+        std::byte* values = nullptr;
+        std::uint32_t stride = 0;
+        std::uint32_t max_entries = 0;
+    } array{};
 };
 
 /// Resolves an lddw whose src is not 0 or 4 (pseudo_func is resolved by the engine itself).

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <ebpfrt/aot.hpp>
 #include <ebpfrt/isa.hpp>
 #include <ebpfrt/jit.hpp>
 #include <ebpfrt/vm.hpp>
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
-    if (engine == "aot" || (engine == "jit" && !jit_available())) {
+    if ((engine == "aot" && !aot::compile_available()) || (engine == "jit" && !jit_available())) {
         std::fprintf(stderr, "ebpfrt-conformance-plugin: engine \"%s\" is unsupported in this build\n", engine.c_str());
         return 1;
     }
@@ -71,12 +72,20 @@ int main(int argc, char** argv) {
     auto mem = cli::parse_hex(memory_hex);
     if (!mem) return load_failure(mem.error().wrap("memory").message());
     Result<std::uint64_t> r0 = std::uint64_t{0};
+    const HelperTable helpers = conformance::helpers();
     if (engine == "jit") {
-        auto jit = JitProgram::create(*prog, conformance::helpers(), options);
+        auto jit = JitProgram::create(*prog, helpers, options);
         if (!jit) return load_failure(jit.error().message());
         r0 = jit->run(*mem);
+    } else if (engine == "aot") {
+        // Compile to an object in memory, then load it with ebpfrt's own loader.
+        auto object = aot::compile(*prog, {}, {.checked = options.checked, .budget = true, .helpers = &helpers});
+        if (!object) return load_failure(object.error().message());
+        auto loaded = aot::load(*object, helpers, options);
+        if (!loaded) return load_failure(loaded.error().message());
+        r0 = loaded->run(*mem);
     } else {
-        auto interp = Interpreter::create(*prog, conformance::helpers(), options);
+        auto interp = Interpreter::create(*prog, helpers, options);
         if (!interp) return load_failure(interp.error().message());
         r0 = interp->run(*mem);
     }

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include <ebpfrt/aot.hpp>
 #include <ebpfrt/helpers.hpp>
 #include <ebpfrt/isa.hpp>
 #include <ebpfrt/jit.hpp>
@@ -27,14 +28,20 @@ constexpr std::string_view usage_text =
     R"(usage: ebpfrt <command> [options]
 
 commands:
-  run FILE [--raw] [--section S] [--shm NAME] [--mem HEX|@file] [--engine interp|jit] [--repeat N]
+  run FILE [--raw] [--section S] [--shm NAME] [--mem HEX|@file] [--engine interp|jit|aot] [--repeat N]
       [--budget N] [--unchecked]
         run a program and print r0 in hex. FILE is an ELF object (the program in section or named S;
         maps in the shared-memory arena NAME with --shm), assembler text (the conformance suite's
         syntax) or, with --raw, the instruction bytes. --mem gives the context memory (r1 = its address,
         r2 = its size) as hex digits or @file. --repeat N runs N times on the same memory and prints
         "time: <ns> ns/run over <N> runs" on stderr. --budget N stops a run after N instructions.
-        --unchecked skips the bounds checks (only for trusted code).
+        --unchecked skips the bounds checks (only for trusted code). --engine aot compiles the program
+        to an object in memory and runs it through ebpfrt's own object loader (not for ELF input).
+  aot FILE -o OUT.o [--raw] [--target TRIPLE] [--cpu CPU] [--entry NAME] [--unchecked] [--budget]
+        compile a program (assembler text, or instruction bytes with --raw) ahead of time to a
+        relocatable ELF object: x86_64-linux-gnu, aarch64-linux-gnu or riscv64-linux-gnu (default:
+        this host). Load it with ebpfrt::aot::load, with the same checked mode (--unchecked) and
+        budget (--budget: load with a non-zero instruction budget).
   inspect FILE [--btf VMLINUX]
         programs (section, type, instruction count), maps (type, key/value size, max_entries),
         globals and a relocation summary of an ELF object; --btf names the CO-RE target BTF
@@ -113,7 +120,7 @@ int cmd_run(const std::vector<std::string>& args) {
     }
     if (file.empty()) return fail("run: no FILE given (see ebpfrt help)");
     if (engine == "interpreter") engine = "interp";
-    if (engine == "aot" || (engine == "jit" && !jit_available()))
+    if ((engine == "aot" && !aot::compile_available()) || (engine == "jit" && !jit_available()))
         return fail(fmt::format("run: engine \"{}\" is not available in this build (use interp)", engine));
     if (engine != "interp" && engine != "jit")
         return fail(fmt::format("run: unknown engine \"{}\" (interp, jit, aot)", engine));
@@ -126,6 +133,7 @@ int cmd_run(const std::vector<std::string>& args) {
     }
 
     if (auto head = cli::read_file(file); head && is_elf(*head)) {
+        if (engine == "aot") return fail("run: --engine aot applies to assembler text and raw bytecode (not ELF objects)");
         return cli::run_elf(file, {.section = section, .shm = shm, .mem = mem, .repeat = repeat, .budget = budget,
                                    .checked = !unchecked, .jit = engine == "jit"});
     }
@@ -139,6 +147,12 @@ int cmd_run(const std::vector<std::string>& args) {
         auto jit = JitProgram::create(*prog, HelperTable{}, options);
         if (!jit) return fail(jit.error().wrap(fmt::format("load \"{}\"", file)).message());
         run_once = [p = *jit](std::span<std::byte> c) { return p.run(c); };
+    } else if (engine == "aot") {
+        auto object = aot::compile(*prog, {}, {.checked = options.checked, .budget = budget != 0});
+        if (!object) return fail(object.error().wrap(fmt::format("load \"{}\"", file)).message());
+        auto loaded = aot::load(*object, HelperTable{}, options);
+        if (!loaded) return fail(loaded.error().wrap(fmt::format("load \"{}\"", file)).message());
+        run_once = [p = *loaded](std::span<std::byte> c) { return p.run(c); };
     } else {
         auto interp = Interpreter::create(*prog, HelperTable{}, options);
         if (!interp) return fail(interp.error().wrap(fmt::format("load \"{}\"", file)).message());
@@ -162,6 +176,46 @@ int cmd_run(const std::vector<std::string>& args) {
         std::fprintf(stderr, "time: %.1f ns/run over %llu runs\n", ns / static_cast<double>(repeat),
                      static_cast<unsigned long long>(repeat));
     }
+    return 0;
+}
+
+int cmd_aot(const std::vector<std::string>& args) {
+    std::string in, out;
+    aot::Target target;
+    aot::CompileOptions co;
+    bool raw = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "-o" || a == "--target" || a == "--cpu" || a == "--entry") {
+            if (i + 1 >= args.size()) return fail(fmt::format("aot: {} needs a value", a));
+            const std::string& v = args[++i];
+            if (a == "-o") out = v;
+            if (a == "--target") target.triple = v;
+            if (a == "--cpu") target.cpu = v;
+            if (a == "--entry") co.entry = v;
+        } else if (a == "--raw") {
+            raw = true;
+        } else if (a == "--unchecked") {
+            co.checked = false;
+        } else if (a == "--budget") {
+            co.budget = true;
+        } else if (a.rfind("-", 0) == 0) {
+            return fail(fmt::format("aot: unknown option \"{}\"", a));
+        } else if (in.empty()) {
+            in = a;
+        } else {
+            return fail(fmt::format("aot: unexpected argument \"{}\"", a));
+        }
+    }
+    if (in.empty() || out.empty()) return fail("aot: usage: ebpfrt aot FILE -o OUT.o [--target TRIPLE] (see ebpfrt help)");
+    if (!aot::compile_available()) return fail("aot: this build of ebpfrt has no LLVM (EBPFRT_WITH_LLVM=OFF)");
+    if (auto head = cli::read_file(in); head && is_elf(*head))
+        return fail(fmt::format("aot \"{}\": ELF input is not supported (pass assembler text or, with --raw, bytecode)", in));
+    auto prog = load_program(in, raw);
+    if (!prog) return fail(prog.error().message());
+    auto object = aot::compile(*prog, target, co);
+    if (!object) return fail(object.error().wrap(fmt::format("aot \"{}\"", in)).message());
+    if (auto w = cli::write_file(out, *object); !w) return fail(w.error().message());
     return 0;
 }
 
@@ -221,6 +275,7 @@ int main(int argc, char** argv) {
     if (cmd == "run") return cmd_run(args);
     if (cmd == "disasm") return cmd_disasm(args);
     if (cmd == "asm") return cmd_asm(args);
+    if (cmd == "aot") return cmd_aot(args);
     if (cmd == "inspect") return cli::inspect(args);
     if (cmd == "map") return cli::map_command(args);
     return fail(fmt::format("unknown command \"{}\" (see ebpfrt help)", cmd));

@@ -3,8 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <mutex>
+#include <unordered_map>
 #include <optional>
 
 #include <fmt/format.h>
@@ -16,6 +19,7 @@
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/Error.h>
 #include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/raw_ostream.h>
 #include <llvm/TargetParser/Host.h>
 #include <llvm/Target/TargetMachine.h>
 
@@ -39,7 +43,17 @@ struct OrcEngine {
     std::optional<Error> init_error;
     std::mutex mu;  // serialises compilation (LLVM contexts are per module; the pipeline is cheap to lock)
     std::uint64_t next_id = 0;
+    // Compile cache: programs by everything their code depends on (bytecode, resolved lddw values,
+    // helper addresses, options). Weak entries find live programs; the last few stay compiled even
+    // when unloaded, so that loading the same object again does not recompile.
+    std::unordered_map<std::string, std::weak_ptr<const JitState>> cache;
+    std::deque<std::shared_ptr<const JitState>> recent;
+    static constexpr std::size_t recent_max = 64;
 };
+
+template <class T> void append(std::string& key, const T& v) {
+    key.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
 
 OrcEngine& orc() {
     // Never destroyed: programs may be freed during static destruction.
@@ -102,6 +116,7 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
     req.budget = options.insn_budget != 0;
     req.helper_of_insn.assign(prog.size(), ~0u);
     req.lddw_value.assign(prog.size(), 0);
+    req.lddw_array.assign(prog.size(), {});
     req.rt = {addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_check)), addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_fault)),
               addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_check_helper)),
               addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_after_helper)),
@@ -123,6 +138,7 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
             req.helper_of_insn[i] = static_cast<std::uint32_t>(st->helpers.size());
             st->helpers.push_back({p->name, p->fn, p->args, p->unwind_on_zero});
             jit::HelperUse use;
+            use.id = in.src == isa::call_kfunc ? ~0u : id;
             use.fn = addr(reinterpret_cast<const void*>(p->fn));
             use.args = p->args;
             use.unwind_on_zero = p->unwind_on_zero;
@@ -143,6 +159,12 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
                                                                    r.error().message()));
                 req.lddw_value[i] = r->value;
                 if (!r->region.empty()) st->regions.push_back(r->region);
+                if (r->array.values != nullptr && r->array.max_entries != 0) {
+                    req.lddw_array[i] = {reinterpret_cast<std::uint64_t>(r->array.values), r->array.stride,
+                                         r->array.max_entries};
+                    // Inlined lookups hand out element addresses without a helper to grant them.
+                    st->regions.push_back(std::span(r->array.values, std::size_t(r->array.stride) * r->array.max_entries));
+                }
             }
             ++i;
         }
@@ -150,7 +172,42 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
     if (has_callx)
         for (const auto& [id, p] : helpers.helpers()) st->by_id.push_back({id, {p.name, p.fn, p.args, p.unwind_on_zero}});
 
+    // The cache key: everything the generated code depends on.
+    std::string key;
+    key.append(reinterpret_cast<const char*>(prog.data()), prog.size_bytes());
+    for (std::size_t i = 0; i < prog.size(); ++i) {
+        append(key, req.lddw_value[i]);
+        append(key, req.lddw_array[i].values);
+        append(key, req.lddw_array[i].stride);
+        append(key, req.lddw_array[i].max_entries);
+    }
+    for (const auto& h : st->helpers) append(key, h.fn);
+    for (const auto& [id, h] : st->by_id) {
+        append(key, id);
+        append(key, h.fn);
+    }
+    for (const auto& r : st->regions) {
+        append(key, r.data());
+        append(key, r.size());
+    }
+    append(key, options.checked);
+    append(key, options.insn_budget);
+    append(key, options.env);
+    append(key, jo.opt_level);
+    append(key, jo.host_cpu);
+
     std::lock_guard lock(e.mu);
+    if (auto it = e.cache.find(key); it != e.cache.end()) {
+        if (auto hit = it->second.lock()) {
+            // Same code: share it, with this load's options.
+            auto copy = std::make_shared<JitState>(*hit);
+            copy->options = options;
+            copy->options.resolve_lddw = nullptr;
+            copy->compile_us = 0;
+            return detail::JitAccess::make(std::move(copy));
+        }
+        e.cache.erase(it);
+    }
     req.name = fmt::format("ebpf_prog{}", e.next_id++);
     auto ctx = std::make_unique<llvm::LLVMContext>();
     auto lowered = jit::lower(*ctx, req);
@@ -178,15 +235,14 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
     m.setDataLayout((*tm)->createDataLayout());
     m.setTargetTriple((*tm)->getTargetTriple().str());
     optimise(m, std::min(jo.opt_level, 3u), tm->get());
+    if (std::getenv("EBPFRT_JIT_DUMP") != nullptr) m.print(llvm::errs(), nullptr);  // debugging aid
 
     auto& dylib = e.jit->getMainJITDylib();
     llvm::orc::ResourceTrackerSP tracker = dylib.createResourceTracker();
     // The code lives as long as the last JitProgram handle: then its memory goes back to ORC.
-    st->code = std::shared_ptr<void>(tracker.get(), [tracker](void*) mutable {
-        OrcEngine& eng = orc();
-        std::lock_guard guard(eng.mu);
-        llvm::consumeError(tracker->remove());
-    });
+    // (ORC's own session lock makes remove() thread-safe; not taking eng.mu here also lets the cache
+    // drop programs while compiling.)
+    st->code = std::shared_ptr<void>(tracker.get(), [tracker](void*) mutable { llvm::consumeError(tracker->remove()); });
     if (auto err = e.jit->addIRModule(tracker, llvm::orc::ThreadSafeModule(std::move(lowered->module), std::move(ctx))))
         return Error(Errc::unsupported, fmt::format("JIT: {}", llvm::toString(std::move(err))));
     for (std::size_t start : lowered->function_starts) {
@@ -203,6 +259,12 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
     if (st->entry == nullptr) return Error(Errc::unsupported, fmt::format("JIT \"{}\": entry function missing", req.name));
     std::sort(st->functions.begin(), st->functions.end());
     st->compile_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    st->options.resolve_lddw = nullptr;  // not needed to run; it may hold maps alive
+    if (e.cache.size() > 16 * OrcEngine::recent_max)
+        std::erase_if(e.cache, [](const auto& kv) { return kv.second.expired(); });
+    e.cache[std::move(key)] = st;
+    e.recent.push_back(st);
+    if (e.recent.size() > OrcEngine::recent_max) e.recent.pop_front();
     return detail::JitAccess::make(std::move(st));
 }
 

@@ -87,6 +87,7 @@ private:
     void set(unsigned r, Value* v) {
         b_.CreateStore(v, regs_[r]);
         stack_off_[r].reset();
+        array_of_[r].reset();
     }
     Value* i32(std::int64_t v) { return b_.getInt32(static_cast<std::uint32_t>(v)); }
 
@@ -105,6 +106,13 @@ private:
         if (!req_.checked) return;
         Value* rel = b_.CreateSub(addr, frame_lo_);
         Value* in_frame = b_.CreateICmpULE(rel, b_.getInt64(frame_bytes - size));
+        // Or inside the context: [ctx_lo, ctx_hi - size].
+        Value* ctx_lo = b_.CreateLoad(i64_, run_field(offsetof(RunHeader, ctx_lo)));
+        Value* ctx_hi = b_.CreateLoad(i64_, run_field(offsetof(RunHeader, ctx_hi)));
+        Value* ctx_len = b_.CreateSub(ctx_hi, ctx_lo);
+        Value* in_ctx = b_.CreateAnd(b_.CreateICmpUGE(ctx_len, b_.getInt64(size)),
+                                     b_.CreateICmpULE(b_.CreateSub(addr, ctx_lo), b_.CreateSub(ctx_len, b_.getInt64(size))));
+        in_frame = b_.CreateOr(in_frame, in_ctx);
         if (kind == access_atomic)
             in_frame = b_.CreateAnd(in_frame, b_.CreateICmpEQ(b_.CreateAnd(addr, b_.getInt64(size - 1)), b_.getInt64(0)));
         Function* f = b_.GetInsertBlock()->getParent();
@@ -222,6 +230,7 @@ private:
                 b_.SetInsertPoint(it->second);
                 open = true;
                 for (auto& s : stack_off_) s.reset();
+                for (auto& a : array_of_) a.reset();
                 stack_off_[10] = 0;
                 auto next = std::next(it);
                 const std::size_t block_end = next == blocks_.end() ? end : std::min(end, next->first);
@@ -300,6 +309,8 @@ private:
             } else
                 v = b_.getInt64(req_.lddw_value.at(i));
             set(in.dst, v);
+            if (in.src == isa::pseudo_map_idx && i < req_.lddw_array.size() && req_.lddw_array[i].values != 0)
+                array_of_[in.dst] = i;
             return true;
         }
         // Legacy packet loads.
@@ -460,6 +471,16 @@ private:
             b_.SetInsertPoint(ok);
             r0 = b_.CreateCall(fn_type_, functions_.at(i + 1 + in.imm), {args[0], args[1], args[2], args[3], args[4], run_, next});
             set(0, r0);
+        } else if (const HelperUse& hu = req_.helpers.at(req_.helper_of_insn.at(i));
+                   hu.id == helper_ids::map_lookup_elem && array_of_[1]) {
+            // bpf_map_lookup_elem on an array map known here: bounds check and address arithmetic.
+            const auto& a = req_.lddw_array[*array_of_[1]];
+            Value* kp = address(i, 2, 0, 4, access_read);
+            if (kp == nullptr) return false;
+            Value* key = b_.CreateZExt(b_.CreateAlignedLoad(i32_, kp, llvm::Align(1)), i64_);
+            Value* elem = b_.CreateAdd(b_.getInt64(a.values), b_.CreateMul(key, b_.getInt64(a.stride)));
+            r0 = b_.CreateSelect(b_.CreateICmpULT(key, b_.getInt64(a.max_entries)), elem, b_.getInt64(0));
+            set(0, r0);
         } else {
             const HelperUse& h = req_.helpers.at(req_.helper_of_insn.at(i));
             if (req_.checked && h.has_pointer_args) {
@@ -531,6 +552,7 @@ private:
     Value* frame_lo_ = nullptr;
     Value* depth_ = nullptr;
     std::optional<std::int64_t> stack_off_[11];  // register = frame top + offset, when known
+    std::optional<std::size_t> array_of_[11];     // register = an inlinable array map (its lddw slot)
 };
 
 }  // namespace

@@ -32,6 +32,7 @@ struct Callee {
 
 /// One helper a call instruction uses.
 struct HelperUse {
+    std::uint32_t id = ~0u;  ///< helper id (~0 for kfuncs)
     Callee fn;
     std::array<Arg, 5> args{};
     bool unwind_on_zero = false;
@@ -54,6 +55,13 @@ struct LowerRequest {
     /// Per slot (optional, for relocatable output): when non-empty, the lddw loads the address of this
     /// external symbol plus lddw_value (an offset) instead of the constant.
     std::vector<std::string> lddw_symbol;
+    /// Per slot (optional): an lddw of an array map whose lookups (helper 1) may be inlined.
+    struct InlineArray {
+        std::uint64_t values = 0;
+        std::uint32_t stride = 0;
+        std::uint32_t max_entries = 0;
+    };
+    std::vector<InlineArray> lddw_array;
     RuntimeCallees rt;
 };
 

@@ -313,6 +313,14 @@ std::byte* array_data(MapHeader* h, std::size_t* bytes) noexcept {
     return values(h);
 }
 
+std::byte* array_values(void* map, std::uint32_t* stride, std::uint32_t* max_entries) noexcept {
+    auto* h = static_cast<MapHeader*>(map);
+    if (h == nullptr || h->type != MapType::array) return nullptr;
+    if (stride) *stride = arr(h)->elem_size;
+    if (max_entries) *max_entries = h->max_entries;
+    return values(h);
+}
+
 std::uint32_t prog_array_get(void* map, std::uint32_t index) noexcept {
     auto* h = static_cast<MapHeader*>(map);
     if (h->type != MapType::prog_array || index >= h->max_entries) return 0;

@@ -76,6 +76,10 @@ using ForEachCallback = long (*)(void* map, const void* key, void* value, void* 
 /// Returns the number of elements visited, or -EINVAL (flags != 0, unsupported type).
 long for_each_map_elem(void* map, ForEachCallback cb, void* ctx, std::uint64_t flags) noexcept;
 
+/// A plain array map (not per-CPU): its values, element i at values + i * *stride (i < max_entries);
+/// nullptr for any other map type. For engines that inline array lookups.
+std::byte* array_values(void* map, std::uint32_t* stride, std::uint32_t* max_entries) noexcept;
+
 /// prog_array: the program id in slot `index` (0: empty or out of range). Each process resolves the id
 /// with its own program registry; nothing in the map depends on the process.
 std::uint32_t prog_array_get(void* map, std::uint32_t index) noexcept;

@@ -1,6 +1,7 @@
 // Runtime::load: maps into an arena (shared by name, or private and sized from the object), map and
 // global references resolved to addresses, programs prepared for the engine and registered by id.
 
+#include "maps/maps_internal.hpp"
 #include "runtime/runtime_internal.hpp"
 
 #include <algorithm>
@@ -232,14 +233,20 @@ Result<std::shared_ptr<detail::ProgramState>> prepare(const std::shared_ptr<deta
     st->runtime = rt;
     VmOptions vo{.checked = rt->options.checked, .insn_budget = rt->options.insn_budget};
     vo.env = rt.get();
-    vo.resolve_lddw = [maps](std::size_t index, const Insn& lo, const Insn& hi) -> Result<ResolvedImm> {
+    const HelperProto* lookup = rt->helpers.find(helper_ids::map_lookup_elem);
+    const bool inline_arrays = lookup != nullptr && lookup->fn == detail::runtime_map_lookup_elem();
+    vo.resolve_lddw = [maps, inline_arrays](std::size_t index, const Insn& lo, const Insn& hi) -> Result<ResolvedImm> {
         if (lo.src != isa::pseudo_map_idx && lo.src != isa::pseudo_map_idx_value)
             return Error(Errc::unsupported, fmt::format("insn {}: lddw with src={} is not supported", index, unsigned{lo.src}));
         const auto mi = static_cast<std::uint32_t>(lo.imm);
         if (mi >= maps.size()) return Error(Errc::invalid_argument, fmt::format("insn {}: map index {} out of range", index, mi));
         const MapRef& m = maps[mi];
-        if (lo.src == isa::pseudo_map_idx)
-            return ResolvedImm{reinterpret_cast<std::uint64_t>(m.program_handle()), {}};
+        if (lo.src == isa::pseudo_map_idx) {
+            ResolvedImm r{reinterpret_cast<std::uint64_t>(m.program_handle()), {}};
+            // Array lookups may be inlined by compiling engines while helper 1 is the runtime's own.
+            if (inline_arrays) r.array.values = maps::array_values(m.program_handle(), &r.array.stride, &r.array.max_entries);
+            return r;
+        }
         auto data = m.data();
         if (!data) return Error(Errc::invalid_argument, fmt::format("insn {}: map \"{}\" has no directly addressable value", index, m.name()));
         const auto off = static_cast<std::uint32_t>(hi.imm);

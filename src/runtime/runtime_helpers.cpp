@@ -295,6 +295,8 @@ constexpr std::array<Arg, 5> args(Arg a = Arg::none, Arg b = Arg::none, Arg c = 
 
 }  // namespace
 
+HelperFn runtime_map_lookup_elem() noexcept { return map_lookup_elem; }
+
 void add_runtime_helpers(HelperTable& t) {
     namespace id = helper_ids;
     const auto any = Arg::scalar;

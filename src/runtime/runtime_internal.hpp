@@ -68,5 +68,7 @@ struct RuntimeState {
 /// Adds the helpers that need runtime state (maps, tail calls, bpf_loop, trace output) to `table`.
 /// They find the RuntimeState through Invocation::env().
 void add_runtime_helpers(HelperTable& table);
+/// The runtime's bpf_map_lookup_elem (to tell it from a host override of helper 1).
+HelperFn runtime_map_lookup_elem() noexcept;
 
 }  // namespace ebpfrt::detail

@@ -83,6 +83,39 @@ TEST_F(Cli, JitEngineGivesTheSameResult) {
     EXPECT_NE(jit.err.find("ns/run over 10 runs"), std::string::npos) << jit.err;
 }
 
+TEST_F(Cli, AotEngineGivesTheSameResult) {
+    Output interp = run(cli + " run " + asm_file_ + " --mem 05");
+    Output aot = run(cli + " run " + asm_file_ + " --mem 05 --engine aot --repeat 10");
+    EXPECT_EQ(aot.status, 0) << aot.err;
+    EXPECT_EQ(aot.out, "0x2f\n");
+    EXPECT_EQ(aot.out, interp.out);
+    EXPECT_TRUE(std::regex_search(aot.err, std::regex(R"(^time: [0-9.]+ ns/run over 10 runs\n$)"))) << aot.err;
+    Output unchecked = run(cli + " run " + asm_file_ + " --mem 05 --engine aot --unchecked --budget 100");
+    EXPECT_EQ(unchecked.status, 0) << unchecked.err;
+    EXPECT_EQ(unchecked.out, "0x2f\n");
+}
+
+TEST_F(Cli, AotWritesAnObjectPerTarget) {
+    const std::string obj = temp_path("prog.o");
+    // e_machine (offset 18, little-endian) of each target.
+    const std::pair<std::string, unsigned> targets[] = {
+        {"x86_64-linux-gnu", 62}, {"aarch64-linux-gnu", 183}, {"riscv64-linux-gnu", 243}};
+    for (const auto& [triple, machine] : targets) {
+        Output o = run(cli + " aot " + asm_file_ + " -o " + obj + " --target " + triple);
+        ASSERT_EQ(o.status, 0) << triple << ": " << o.err;
+        EXPECT_EQ(o.out, "");
+        const std::string bytes = slurp(obj);
+        ASSERT_GT(bytes.size(), 64u) << triple;
+        EXPECT_EQ(bytes.substr(0, 4), "\x7f" "ELF") << triple;
+        EXPECT_EQ(static_cast<unsigned char>(bytes[16]), 1u) << triple;  // ET_REL
+        EXPECT_EQ(static_cast<unsigned char>(bytes[18]) | static_cast<unsigned char>(bytes[19]) << 8, machine) << triple;
+    }
+    Output cpu = run(cli + " aot " + asm_file_ + " -o " + obj + " --cpu no-such-cpu");
+    EXPECT_EQ(cpu.status, 1);
+    EXPECT_NE(cpu.err.find("unknown CPU \"no-such-cpu\""), std::string::npos) << cpu.err;
+    std::remove(obj.c_str());
+}
+
 TEST_F(Cli, RepeatPrintsTimingLine) {
     Output o = run(cli + " run " + asm_file_ + " --repeat 1000");
     EXPECT_EQ(o.status, 0) << o.err;
@@ -95,7 +128,10 @@ TEST_F(Cli, ErrorsAreOneLineWithExitStatus1) {
         std::string args, expect;
     } cases[] = {
         {"run /nonexistent/x.s", "ebpfrt: read \"/nonexistent/x.s\": No such file or directory\n"},
-        {"run " + asm_file_ + " --engine aot", "ebpfrt: run: engine \"aot\" is not available in this build (use interp)\n"},
+        {"aot " + asm_file_, "ebpfrt: aot: usage: ebpfrt aot FILE -o OUT.o [--target TRIPLE] (see ebpfrt help)\n"},
+        {"aot " + asm_file_ + " -o /dev/null --target sparc-sun-solaris",
+         "ebpfrt: aot \"" + asm_file_ + "\": compile \"ebpf_main\": target \"sparc-sun-solaris\": only ELF targets are "
+         "supported\n"},
         {"run " + asm_file_ + " --engine turbo", "ebpfrt: run: unknown engine \"turbo\" (interp, jit, aot)\n"},
         {"run " + asm_file_ + " --mem 'zz'", "ebpfrt: run: --mem: hex: 'z' at offset 0 is not a hex digit\n"},
         {"run " + asm_file_ + " --repeat x", "ebpfrt: run: --repeat: \"x\" is not a number\n"},

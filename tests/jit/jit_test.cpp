@@ -10,6 +10,8 @@
 #include <cctype>
 #include <string>
 #include <thread>
+
+#include <unistd.h>
 #include <vector>
 
 #include <fmt/format.h>
@@ -255,10 +257,27 @@ TEST(Jit, ManyThreadsShareOneProgram) {
     for (bool b : ok) EXPECT_TRUE(b);
 }
 
-TEST(Jit, CompileTimeIsReported) {
-    auto jit = JitProgram::create(asm_or_die("mov %r0, 1\nexit\n"), {});
-    ASSERT_TRUE(jit);
-    EXPECT_GT(jit->compile_us(), 0.0);
+TEST(Jit, CompileTimeIsReportedAndRepeatedLoadsAreCached) {
+    // A program no other test compiles (the cache is per process).
+    const std::string text = fmt::format("mov %r0, {}\nadd %r0, %r1\nexit\n", 0x5eed1234 + ::getpid() % 1000);
+    auto first = JitProgram::create(asm_or_die(text), {});
+    ASSERT_TRUE(first);
+    EXPECT_GT(first->compile_us(), 0.0);
+    auto again = JitProgram::create(asm_or_die(text), {});
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->compile_us(), 0.0) << "the same bytecode was compiled twice";
+    EXPECT_EQ(again->run_args({1, 0, 0, 0, 0}).value(), first->run_args({1, 0, 0, 0, 0}).value());
+    // Different options are different code.
+    auto unchecked = JitProgram::create(asm_or_die(text), {}, {.checked = false});
+    ASSERT_TRUE(unchecked);
+    EXPECT_GT(unchecked->compile_us(), 0.0);
+    // Still cached after every handle is gone (the last programs stay compiled).
+    const auto kept = asm_or_die(text + "\n");
+    first = Error(Errc::not_found, "dropped");
+    again = Error(Errc::not_found, "dropped");
+    auto reload = JitProgram::create(kept, {});
+    ASSERT_TRUE(reload);
+    EXPECT_EQ(reload->compile_us(), 0.0);
     EXPECT_TRUE(jit_available());
 }
 

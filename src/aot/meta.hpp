@@ -1,0 +1,44 @@
+#pragma once
+// The `.ebpfrt.meta` section of an AOT object: what the loader needs besides the code to rebuild a
+// detail::JitState. Written by compile.cpp, read by loader.cpp (no LLVM). Little-endian, versioned:
+//   "EBPFAOT\0" u32 version u32 flags(1 checked, 2 budget)
+//   u32 n + entry name | u32 n + n*8 instruction bytes | u32 n + n*{u8 kind, u8 flags, u16 0, u32 id}
+//   | u32 n + n*(u32 len + function symbol name)
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <ebpfrt/isa.hpp>
+#include <ebpfrt/result.hpp>
+
+namespace ebpfrt::detail {
+
+inline constexpr const char* aot_meta_section = ".ebpfrt.meta";
+inline constexpr std::uint32_t aot_meta_version = 1;
+
+/// One call site's helper, by call-site helper index (the index ebpfrt_rt_check_helper receives).
+struct AotHelper {
+    enum Kind : std::uint8_t { helper = 0, kfunc = 1 };
+    Kind kind = helper;
+    std::uint32_t id = 0;
+    bool unwind_on_zero = false;  ///< the code ends the program when it returns 0
+    bool checks_args = false;     ///< the code calls ebpfrt_rt_check_helper before it (checked mode)
+};
+
+struct AotMeta {
+    bool checked = true;
+    bool budget = false;
+    std::string entry;
+    std::vector<Insn> insns;
+    std::vector<AotHelper> helpers;
+    std::vector<std::string> functions;  ///< symbols of the BPF functions, entry first
+};
+
+std::vector<std::byte> encode_aot_meta(const AotMeta& m);
+/// Errors: bad_elf "metadata: <what is wrong>".
+Result<AotMeta> decode_aot_meta(std::span<const std::byte> bytes);
+
+}  // namespace ebpfrt::detail
