@@ -6,6 +6,8 @@
 //   BM_native_clang/<name>      the same, compiled by clang-19
 //   BM_interp/<name>            Interpreter::run in checked mode (the default)
 //   BM_interp_unchecked/<name>  Interpreter::run with VmOptions{.checked = false}
+//   BM_jit/<name>               JitProgram::run (LLVM ORC, O3) in checked mode
+//   BM_jit_unchecked/<name>     JitProgram::run with VmOptions{.checked = false}
 // All four get the same input. Before any timing, the four results are compared; a mismatch
 // is an interpreter bug and ends the program with a message.
 
@@ -23,6 +25,7 @@
 #include <fmt/core.h>
 
 #include <ebpfrt/isa.hpp>
+#include <ebpfrt/jit.hpp>
 #include <ebpfrt/vm.hpp>
 
 extern "C" {
@@ -127,6 +130,8 @@ struct Prepared {
     std::vector<std::byte> input;
     std::optional<ebpfrt::Interpreter> checked;
     std::optional<ebpfrt::Interpreter> unchecked;
+    std::optional<ebpfrt::JitProgram> jit_checked;
+    std::optional<ebpfrt::JitProgram> jit_unchecked;
     std::uint64_t insns_executed = 0;  // BPF instructions one run executes; 0 if unknown
 };
 
@@ -165,6 +170,18 @@ std::vector<Prepared> prepare_all() {
         Prepared p{&k, make_input(k), std::nullopt, std::nullopt};
         p.checked = prepare(*insns, k.name, ebpfrt::VmOptions{});
         p.unchecked = prepare(*insns, k.name, ebpfrt::VmOptions{.checked = false});
+        if (ebpfrt::jit_available()) {
+            auto jc = ebpfrt::JitProgram::create(*insns, ebpfrt::HelperTable{}, ebpfrt::VmOptions{});
+            auto ju = ebpfrt::JitProgram::create(*insns, ebpfrt::HelperTable{}, ebpfrt::VmOptions{.checked = false});
+            if (!jc || !ju) {
+                fmt::print(stderr, "jit kernel \"{}\": {}\n", k.name, (jc ? ju.error() : jc.error()).message());
+                std::exit(1);
+            }
+            fmt::print(stderr, "kernel {:<12} jit compile {:.0f} us (checked), {:.0f} us (unchecked)\n", k.name,
+                       jc->compile_us(), ju->compile_us());
+            p.jit_checked = std::move(*jc);
+            p.jit_unchecked = std::move(*ju);
+        }
 
         auto native_ctx = p.input;
         std::uint64_t native = k.native(reinterpret_cast<unsigned char*>(native_ctx.data()), native_ctx.size());
@@ -178,6 +195,18 @@ std::vector<Prepared> prepare_all() {
         }
         const std::pair<const char*, const ebpfrt::Interpreter*> variants[] = {{"checked", &*p.checked},
                                                                                {"unchecked", &*p.unchecked}};
+        const std::pair<const char*, const ebpfrt::JitProgram*> jits[] = {
+            {"jit checked", p.jit_checked ? &*p.jit_checked : nullptr},
+            {"jit unchecked", p.jit_unchecked ? &*p.jit_unchecked : nullptr}};
+        for (auto [mode, jit] : jits) {
+            if (jit == nullptr) continue;
+            auto ctx = p.input;
+            auto r = jit->run(ctx);
+            if (!r || *r != native || ctx != native_ctx) {
+                fmt::print(stderr, "kernel \"{}\": {} differs from native\n", k.name, mode);
+                ok = false;
+            }
+        }
         for (auto [mode, interp] : variants) {
             auto ctx = p.input;
             auto r = interp->run(ctx);
@@ -216,6 +245,19 @@ void bm_native(benchmark::State& state, const Prepared* p, NativeFn native) {
     }
 }
 
+void bm_jit(benchmark::State& state, const Prepared* p, const ebpfrt::JitProgram* jit) {
+    auto ctx = p->input;
+    for (auto _ : state) {
+        auto r = jit->run(ctx);
+        if (!r) {
+            state.SkipWithError(r.error().message().c_str());
+            break;
+        }
+        benchmark::DoNotOptimize(*r);
+        benchmark::ClobberMemory();
+    }
+}
+
 void bm_interp(benchmark::State& state, const Prepared* p, const ebpfrt::Interpreter* interp) {
     auto ctx = p->input;
     for (auto _ : state) {
@@ -242,6 +284,10 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark(("BM_native_clang/" + name).c_str(), bm_native, &p, p.kernel->native_clang);
         benchmark::RegisterBenchmark(("BM_interp/" + name).c_str(), bm_interp, &p, &*p.checked);
         benchmark::RegisterBenchmark(("BM_interp_unchecked/" + name).c_str(), bm_interp, &p, &*p.unchecked);
+        if (p.jit_checked) {
+            benchmark::RegisterBenchmark(("BM_jit/" + name).c_str(), bm_jit, &p, &*p.jit_checked);
+            benchmark::RegisterBenchmark(("BM_jit_unchecked/" + name).c_str(), bm_jit, &p, &*p.jit_unchecked);
+        }
     }
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

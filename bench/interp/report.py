@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 KERNELS = ["sum", "fnv1a", "bubble_sort", "crc32", "collatz", "sieve", "memcpy", "strcmp"]
-VARIANTS = ["BM_native", "BM_interp", "BM_interp_unchecked"]
+VARIANTS = ["BM_native", "BM_interp", "BM_interp_unchecked", "BM_jit", "BM_jit_unchecked"]
 TARGET = 20.0  # interpreter geomean must be <= 20x native
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
@@ -249,6 +249,38 @@ def main():
           f"faster native build ({verdict(g[('chk', 'best')])}); unchecked mode: {g[('unc', 'best')]:.1f}x against "
           f"the faster native build ({verdict(g[('unc', 'best')])}).")
         w("")
+    # The JIT (when the bench was built with it): compiled code against the faster native build.
+    jit_rows = []
+    for r in rows:
+        jc = med.get(("BM_jit", r["k"]), (None, {}))[0]
+        ju = med.get(("BM_jit_unchecked", r["k"]), (None, {}))[0]
+        if jc or ju:
+            jit_rows.append((r, jc, ju))
+    if jit_rows:
+        w("## JIT vs native")
+        w("")
+        w("The same kernels compiled by the LLVM ORC JIT (O3; `JitProgram`), in the same run. Ratios are JIT"
+          " time / native time; \"faster native\" as above. Checked mode bounds-checks every access that is"
+          " not to a statically known stack slot.")
+        w("")
+        w(f"| kernel | jit checked | jit unchecked | checked / {cc_name} | checked / faster native "
+          f"| unchecked / {cc_name} | unchecked / faster native | interp checked / jit checked |")
+        w("|---|--:|--:|--:|--:|--:|--:|--:|")
+        jr = {"cn": [], "cb": [], "un": [], "ub": [], "ij": []}
+        for r, jc, ju in jit_rows:
+            vals = {"cn": ratio(jc, r["nat"]), "cb": ratio(jc, r["best"]), "un": ratio(ju, r["nat"]),
+                    "ub": ratio(ju, r["best"]), "ij": ratio(r["chk"], jc)}
+            for key, v in vals.items():
+                jr[key].append(v)
+            cell = lambda v: f"{v:.2f}x" if v else "?"
+            w(f"| {r['k']} | {fmt_time(jc)} | {fmt_time(ju)} | {cell(vals['cn'])} | {cell(vals['cb'])} "
+              f"| {cell(vals['un'])} | {cell(vals['ub'])} | {cell(vals['ij'])} |")
+        gj = {key: geomean(v) for key, v in jr.items()}
+        cellg = lambda v: f"**{v:.2f}x**" if v else "?"
+        w(f"| **geomean** | | | {cellg(gj['cn'])} | {cellg(gj['cb'])} | {cellg(gj['un'])} | {cellg(gj['ub'])} "
+          f"| {cellg(gj['ij'])} |")
+        w("")
+        print(f"geomean jit/native (faster): checked {gj['cb']}, unchecked {gj['ub']}", file=sys.stderr)
     notes = os.path.join(here, "notes.md")
     if os.path.exists(notes):
         with open(notes, encoding="utf-8") as f:
