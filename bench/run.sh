@@ -47,12 +47,44 @@ if [[ -n "$maps" ]]; then
         echo "run: the maps bench failed; bench/maps/RESULTS-maps.md is static and is kept as is" >&2
 fi
 
+# JIT compile latency (when built with LLVM): a markdown section appended after the maps section.
+appends=(--append "$here/maps/RESULTS-maps.md")
+jitc=$(find_bin ebpfrt_bench_jit_compile)
+if [[ -n "$jitc" ]]; then
+    echo "run: $jitc --benchmark_format=json" >&2
+    "$jitc" --benchmark_format=json >"$build/bench-jit-compile.json"
+    python3 - "$build/bench-jit-compile.json" "$build/bench-jit-compile.md" "${jitc#"$here/../"}" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+rows = []
+for b in data["benchmarks"]:
+    if b.get("run_type") == "aggregate":
+        continue
+    unit = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b.get("time_unit", "ns")]
+    rows.append((b["name"], b["real_time"] * unit, b["cpu_time"] * unit, int(b.get("insns", 0))))
+out = ["# JIT compile latency", "",
+       f"`{sys.argv[3]}` (same machine and run as above): `JitProgram::create` of a generated "
+       "1000-instruction program (ALU work, stack and context accesses, branches), a fresh compile per "
+       "iteration (the compile cache misses), and a load of the same bytecode again (cache hit). "
+       "Targets (issue 4): <= 5 ms median for a fresh compile, <= 0.2 ms for a cached load.", "",
+       "| benchmark | instructions | wall time | CPU time |", "|---|--:|--:|--:|"]
+for name, real, cpu, n in rows:
+    label = name.replace("BM_jit_compile_1000/1", "fresh compile, checked mode") \
+                .replace("BM_jit_compile_1000/0", "fresh compile, unchecked mode") \
+                .replace("BM_jit_cached_load_1000", "cached load")
+    label = label.split("/iterations")[0]
+    out.append(f"| {label} | {n} | {real:.3f} ms | {cpu:.3f} ms |")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+PY
+    appends+=(--append "$build/bench-jit-compile.md")
+fi
+
 root=$(cd "$here/.." && pwd)
 python3 "$here/interp/report.py" \
     --json "$build/bench-interp.json" \
     --build-dir "$build" \
     --command "bench/run.sh $build_arg${*:+ $*}" \
     --bench-command "${interp#"$root"/} ${args[*]}" \
-    --append "$here/maps/RESULTS-maps.md" \
+    "${appends[@]}" \
     --out "$here/RESULTS.md"
 echo "run: wrote $here/RESULTS.md" >&2
