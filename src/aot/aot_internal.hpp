@@ -30,6 +30,7 @@ using AotExternals = std::function<Result<std::uint64_t>(std::string_view symbol
 
 /// Parses, maps and relocates `object`; the code is executable only when `machine` is the host's.
 /// Errors: bad_elf, unsupported (machine, relocation type), not_found (from `externals`).
-Result<AotImage> link_aot(std::span<const std::byte> object, std::uint16_t machine, const AotExternals& externals);
+Result<AotImage> link_aot(std::span<const std::byte> object, std::uint16_t machine,
+                          const AotExternals& externals);
 
 }  // namespace ebpfrt::detail

@@ -3,6 +3,7 @@
 // reference to a symbol an absolute 64-bit relocation, so the loader can place the code anywhere.
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <mutex>
 
@@ -47,7 +48,8 @@ void optimise(llvm::Module& m, unsigned level, llvm::TargetMachine* tm) {
                                        : level == 1 ? llvm::OptimizationLevel::O1
                                        : level == 2 ? llvm::OptimizationLevel::O2
                                                     : llvm::OptimizationLevel::O3;
-    llvm::ModulePassManager mpm = level == 0 ? pb.buildO0DefaultPipeline(ol) : pb.buildPerModuleDefaultPipeline(ol);
+    llvm::ModulePassManager mpm =
+        level == 0 ? pb.buildO0DefaultPipeline(ol) : pb.buildPerModuleDefaultPipeline(ol);
     mpm.run(m, mam);
 }
 
@@ -79,13 +81,19 @@ struct Machine {
 
 Result<Machine> make_machine(const Target& t) {
     init_targets();
-    const std::string triple = llvm::Triple::normalize(t.triple.empty() ? llvm::sys::getDefaultTargetTriple() : t.triple);
+    const std::string triple =
+        llvm::Triple::normalize(t.triple.empty() ? llvm::sys::getDefaultTargetTriple() : t.triple);
     const llvm::Triple tt(triple);
-    std::string err;
-    const llvm::Target* target = llvm::TargetRegistry::lookupTarget(triple, err);
-    if (target == nullptr) return Error(Errc::invalid_argument, fmt::format("target \"{}\": {}", triple, err));
+    const auto arch = tt.getArch();
+    if (arch != llvm::Triple::x86_64 && arch != llvm::Triple::aarch64 && arch != llvm::Triple::riscv64)
+        return Error(Errc::unsupported,
+                     fmt::format("target \"{}\": not supported (x86_64, aarch64 and riscv64 are)", triple));
     if (!tt.isOSBinFormatELF())
         return Error(Errc::unsupported, fmt::format("target \"{}\": only ELF targets are supported", triple));
+    std::string err;
+    const llvm::Target* target = llvm::TargetRegistry::lookupTarget(triple, err);
+    if (target == nullptr)
+        return Error(Errc::invalid_argument, fmt::format("target \"{}\": {}", triple, err));
     std::string cpu = t.cpu.empty() ? "generic" : t.cpu;
     std::string features;
     llvm::TargetOptions opts;
@@ -93,14 +101,11 @@ Result<Machine> make_machine(const Target& t) {
     // wherever the loader maps the code and the helpers live. RISC-V has no large model in LLVM 19:
     // its objects are for linking, not for our loader.
     std::optional<llvm::CodeModel::Model> cm = llvm::CodeModel::Large;
-    if (tt.isRISCV()) {
+    if (arch == llvm::Triple::riscv64) {
         cm = llvm::CodeModel::Medium;
-        if (cpu == "generic") cpu = tt.isArch64Bit() ? "generic-rv64" : "generic-rv32";
+        if (cpu == "generic") cpu = "generic-rv64";
         features = "+m,+a,+f,+d,+c";  // RV64GC, what Linux distributions build for
-        opts.MCOptions.ABIName = tt.isArch64Bit() ? "lp64d" : "ilp32d";
-    } else if (tt.getArch() != llvm::Triple::x86_64 && tt.getArch() != llvm::Triple::aarch64) {
-        return Error(Errc::unsupported,
-                     fmt::format("target \"{}\": not supported (x86_64, aarch64 and riscv64 are)", triple));
+        opts.MCOptions.ABIName = "lp64d";
     }
     std::unique_ptr<llvm::MCSubtargetInfo> sti(target->createMCSubtargetInfo(triple, cpu, features));
     if (!sti || !sti->isCPUStringValid(cpu))
@@ -110,7 +115,9 @@ Result<Machine> make_machine(const Target& t) {
                                           : llvm::CodeGenOptLevel::Default;
     std::unique_ptr<llvm::TargetMachine> tm(
         target->createTargetMachine(triple, cpu, features, opts, llvm::Reloc::Static, cm, level));
-    if (!tm) return Error(Errc::unsupported, fmt::format("target \"{}\": LLVM cannot make a target machine", triple));
+    if (!tm)
+        return Error(Errc::unsupported,
+                     fmt::format("target \"{}\": LLVM cannot make a target machine", triple));
     return Machine{std::move(tm), triple};
 }
 
@@ -118,10 +125,21 @@ Result<Machine> make_machine(const Target& t) {
 
 bool compile_available() noexcept { return true; }
 
-Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target& target, const CompileOptions& o) {
+Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target& target,
+                                       const CompileOptions& o) {
     auto wrap = [&](const Error& e) { return e.wrap(fmt::format("compile \"{}\"", o.entry)); };
-    if (o.entry.empty() || o.entry.find('\0') != std::string::npos)
-        return Error(Errc::invalid_argument, "compile: the entry symbol name is empty or contains a NUL");
+    // The entry must not collide with the symbols the code refers to.
+    const bool identifier = !o.entry.empty() && !std::isdigit(static_cast<unsigned char>(o.entry[0])) &&
+                            std::all_of(o.entry.begin(), o.entry.end(), [](char c) {
+                                return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+                            });
+    if (!identifier || o.entry.rfind("ebpfrt_", 0) == 0 || o.entry == "memcpy" || o.entry == "memmove" ||
+        o.entry == "memset")
+        return Error(
+            Errc::invalid_argument,
+            fmt::format("compile \"{}\": the entry symbol must be an identifier (letters, digits, '_', '.') "
+                        "not starting with \"ebpfrt_\"",
+                        o.entry));
     if (auto ok = isa::validate(prog); !ok) return wrap(ok.error());
 
     detail::AotMeta meta;
@@ -157,7 +175,8 @@ Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target&
                 const HelperProto* p = kfunc ? o.helpers->find_kfunc(id) : o.helpers->find(id);
                 if (p == nullptr)
                     return at(i, Errc::invalid_argument,
-                              kfunc ? fmt::format("unknown kfunc with BTF id {}", id) : fmt::format("unknown helper {}", id));
+                              kfunc ? fmt::format("unknown kfunc with BTF id {}", id)
+                                    : fmt::format("unknown helper {}", id));
                 use.args = p->args;
                 use.unwind_on_zero = p->unwind_on_zero;
                 use.has_pointer_args = std::any_of(p->args.begin(), p->args.end(), [](Arg a) {
@@ -166,8 +185,8 @@ Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target&
             }
             req.helper_of_insn[i] = static_cast<std::uint32_t>(req.helpers.size());
             req.helpers.push_back(use);
-            meta.helpers.push_back({kfunc ? detail::AotHelper::kfunc : detail::AotHelper::helper, id, use.unwind_on_zero,
-                                    o.checked && use.has_pointer_args});
+            meta.helpers.push_back({kfunc ? detail::AotHelper::kfunc : detail::AotHelper::helper, id,
+                                    use.unwind_on_zero, o.checked && use.has_pointer_args});
         }
         if (in.opcode == isa::opcode_lddw) {
             switch (in.src) {
@@ -177,12 +196,14 @@ Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target&
             case isa::pseudo_map_value:
             case isa::pseudo_map_idx:
             case isa::pseudo_map_idx_value:
-                req.lddw_symbol[i] = fmt::format("ebpfrt_map_{}_{}", unsigned{in.src}, static_cast<std::uint32_t>(in.imm));
+                req.lddw_symbol[i] =
+                    fmt::format("ebpfrt_map_{}_{}", unsigned{in.src}, static_cast<std::uint32_t>(in.imm));
                 if (in.src == isa::pseudo_map_value || in.src == isa::pseudo_map_idx_value)
                     req.lddw_value[i] = static_cast<std::uint32_t>(prog[i + 1].imm);
                 break;
             default:
-                return at(i, Errc::unsupported, fmt::format("lddw with src {} cannot be compiled ahead of time", unsigned{in.src}));
+                return at(i, Errc::unsupported,
+                          fmt::format("lddw with src {} cannot be compiled ahead of time", unsigned{in.src}));
             }
             ++i;
         }
@@ -215,7 +236,8 @@ Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target&
     llvm::raw_svector_ostream os(buffer);
     llvm::legacy::PassManager pm;
     if (tm.addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::ObjectFile))
-        return wrap(Error(Errc::unsupported, fmt::format("target \"{}\": LLVM cannot emit an object file", machine->triple)));
+        return wrap(Error(Errc::unsupported,
+                          fmt::format("target \"{}\": LLVM cannot emit an object file", machine->triple)));
     pm.run(m);
     std::vector<std::byte> out(buffer.size());
     std::memcpy(out.data(), buffer.data(), buffer.size());

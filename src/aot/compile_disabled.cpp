@@ -7,7 +7,8 @@ bool compile_available() noexcept { return false; }
 
 Result<std::vector<std::byte>> compile(std::span<const Insn>, const Target&, const CompileOptions& o) {
     return Error(Errc::unsupported,
-                 "compile \"" + o.entry + "\": this build of ebpfrt has no LLVM (EBPFRT_WITH_LLVM=OFF); load objects "
-                 "compiled elsewhere with aot::load");
+                 "compile \"" + o.entry +
+                     "\": this build of ebpfrt has no LLVM (EBPFRT_WITH_LLVM=OFF); load objects "
+                     "compiled elsewhere with aot::load");
 }
 }  // namespace ebpfrt::aot

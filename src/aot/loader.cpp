@@ -90,8 +90,8 @@ const char* reloc_name(std::uint16_t machine, std::uint32_t type) {
 struct Section {
     Elf64_Shdr h{};
     std::string name;
-    int group = -1;             // 0 executable, 1 read-only, 2 writable; -1 not loaded
-    std::uint64_t offset = 0;   // in the mapping
+    int group = -1;            // 0 executable, 1 read-only, 2 writable; -1 not loaded
+    std::uint64_t offset = 0;  // in the mapping
 };
 
 class Linker {
@@ -108,7 +108,9 @@ public:
         for (std::size_t i = 0; i < sections_.size(); ++i) {
             const auto& s = sections_[i];
             if (s.h.sh_type == SHT_REL && s.h.sh_info < sections_.size() && sections_[s.h.sh_info].group >= 0)
-                return Error(Errc::unsupported, fmt::format("section {} \"{}\": REL relocations are not supported (RELA are)", i, s.name));
+                return Error(Errc::unsupported,
+                             fmt::format("section {} \"{}\": REL relocations are not supported (RELA are)", i,
+                                         s.name));
             if (s.h.sh_type == SHT_RELA)
                 if (auto ok = relocate(i); !ok) return ok.error();
         }
@@ -120,11 +122,13 @@ public:
         for (std::size_t i = 1; i < nsyms_; ++i) {
             Elf64_Sym s{};
             read_at(in_, symtab_off_ + i * sizeof(Elf64_Sym), s);
-            if (s.st_shndx == SHN_UNDEF || s.st_shndx >= sections_.size() || sections_[s.st_shndx].group != 0) continue;
+            if (s.st_shndx == SHN_UNDEF || s.st_shndx >= sections_.size() || sections_[s.st_shndx].group != 0)
+                continue;
             if (ELF64_ST_TYPE(s.st_info) != STT_FUNC && ELF64_ST_TYPE(s.st_info) != STT_NOTYPE) continue;
             auto name = symbol_name(s);
             if (!name || name->empty() || s.st_value > sections_[s.st_shndx].h.sh_size) continue;
-            image.code_symbols.emplace(std::string(*name), base() + sections_[s.st_shndx].offset + s.st_value);
+            image.code_symbols.emplace(std::string(*name),
+                                       base() + sections_[s.st_shndx].offset + s.st_value);
         }
         return image;
     }
@@ -151,36 +155,48 @@ private:
         if (nul == nullptr) return std::nullopt;
         return std::string_view(p, static_cast<const char*>(nul) - p);
     }
-    std::optional<std::string_view> symbol_name(const Elf64_Sym& s) const { return string_at(strtab_, s.st_name); }
+    std::optional<std::string_view> symbol_name(const Elf64_Sym& s) const {
+        return string_at(strtab_, s.st_name);
+    }
 
     Result<void> parse() {
         Elf64_Ehdr eh{};
-        if (!read_at(in_, 0, eh)) return bad(fmt::format("{} bytes is too short for an ELF header", in_.size()));
+        if (!read_at(in_, 0, eh))
+            return bad(fmt::format("{} bytes is too short for an ELF header", in_.size()));
         if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) return bad("not an ELF file");
         if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB)
             return bad("not a little-endian 64-bit ELF object");
-        if (eh.e_type != ET_REL) return bad(fmt::format("ELF type {} is not a relocatable object", eh.e_type));
+        if (eh.e_type != ET_REL)
+            return bad(fmt::format("ELF type {} is not a relocatable object", eh.e_type));
         if (eh.e_machine != machine_)
-            return Error(Errc::unsupported, fmt::format("the object is for ELF machine {}, not this host's ({})",
-                                                        eh.e_machine, machine_));
-        if (eh.e_shentsize != sizeof(Elf64_Shdr)) return bad(fmt::format("section header size {}", eh.e_shentsize));
-        if (eh.e_shnum == 0 || eh.e_shoff > in_.size() || std::uint64_t{eh.e_shnum} * sizeof(Elf64_Shdr) > in_.size() - eh.e_shoff)
-            return bad(fmt::format("section headers ({} at offset 0x{:x}) are outside the object ({} bytes)", eh.e_shnum,
-                                   eh.e_shoff, in_.size()));
-        if (eh.e_shstrndx >= eh.e_shnum) return bad(fmt::format("section name table index {} out of range", eh.e_shstrndx));
+            return Error(Errc::unsupported,
+                         fmt::format("the object is for ELF machine {}, not this host's ({})", eh.e_machine,
+                                     machine_));
+        if (eh.e_shentsize != sizeof(Elf64_Shdr))
+            return bad(fmt::format("section header size {}", eh.e_shentsize));
+        if (eh.e_shnum == 0 || eh.e_shoff > in_.size() ||
+            std::uint64_t{eh.e_shnum} * sizeof(Elf64_Shdr) > in_.size() - eh.e_shoff)
+            return bad(fmt::format("section headers ({} at offset 0x{:x}) are outside the object ({} bytes)",
+                                   eh.e_shnum, eh.e_shoff, in_.size()));
+        if (eh.e_shstrndx >= eh.e_shnum)
+            return bad(fmt::format("section name table index {} out of range", eh.e_shstrndx));
         sections_.resize(eh.e_shnum);
         for (std::size_t i = 0; i < sections_.size(); ++i) {
             auto& h = sections_[i].h;
             read_at(in_, eh.e_shoff + i * sizeof(Elf64_Shdr), h);
             if (h.sh_type != SHT_NOBITS && h.sh_type != SHT_NULL &&
                 (h.sh_offset > in_.size() || h.sh_size > in_.size() - h.sh_offset))
-                return bad(fmt::format("section {}: offset 0x{:x} + size 0x{:x} is past the end of the object ({} bytes)", i,
-                                       h.sh_offset, h.sh_size, in_.size()));
+                return bad(fmt::format(
+                    "section {}: offset 0x{:x} + size 0x{:x} is past the end of the object ({} bytes)", i,
+                    h.sh_offset, h.sh_size, in_.size()));
         }
-        if (sections_[eh.e_shstrndx].h.sh_type != SHT_STRTAB) return bad("the section name table is not a string table");
+        if (sections_[eh.e_shstrndx].h.sh_type != SHT_STRTAB)
+            return bad("the section name table is not a string table");
         for (std::size_t i = 1; i < sections_.size(); ++i) {
             auto name = string_at(eh.e_shstrndx, sections_[i].h.sh_name);
-            if (!name) return bad(fmt::format("section {}: name offset {} is outside the name table", i, sections_[i].h.sh_name));
+            if (!name)
+                return bad(fmt::format("section {}: name offset {} is outside the name table", i,
+                                       sections_[i].h.sh_name));
             sections_[i].name = std::string(*name);
         }
         for (std::size_t i = 1; i < sections_.size(); ++i) {
@@ -197,7 +213,8 @@ private:
         const auto& st = sections_[symtab_].h;
         if (st.sh_entsize != sizeof(Elf64_Sym) || st.sh_size % sizeof(Elf64_Sym) != 0)
             return bad(fmt::format("symbol table entry size {}", st.sh_entsize));
-        if (st.sh_link == 0 || st.sh_link >= sections_.size() || sections_[st.sh_link].h.sh_type != SHT_STRTAB)
+        if (st.sh_link == 0 || st.sh_link >= sections_.size() ||
+            sections_[st.sh_link].h.sh_type != SHT_STRTAB)
             return bad("the symbol table has no string table");
         strtab_ = st.sh_link;
         symtab_off_ = st.sh_offset;
@@ -215,11 +232,13 @@ private:
             // Code and data only: unwind tables and the like are not needed to run.
             if (s.h.sh_type != SHT_PROGBITS && s.h.sh_type != SHT_NOBITS) continue;
             if (s.h.sh_size > max_section_bytes)
-                return bad(fmt::format("section {} \"{}\": size 0x{:x} is too large", i, s.name, s.h.sh_size));
+                return bad(
+                    fmt::format("section {} \"{}\": size 0x{:x} is too large", i, s.name, s.h.sh_size));
             const std::uint64_t align = std::max<std::uint64_t>(s.h.sh_addralign, 1);
             if ((align & (align - 1)) != 0 || align > page_)
-                return bad(fmt::format("section {} \"{}\": alignment {} is not a power of two up to the page size", i,
-                                       s.name, s.h.sh_addralign));
+                return bad(
+                    fmt::format("section {} \"{}\": alignment {} is not a power of two up to the page size",
+                                i, s.name, s.h.sh_addralign));
             s.group = (s.h.sh_flags & SHF_EXECINSTR) != 0 ? 0 : (s.h.sh_flags & SHF_WRITE) != 0 ? 2 : 1;
             std::uint64_t& g = group_size[s.group];
             g = (g + align - 1) / align * align;
@@ -255,7 +274,9 @@ private:
 
     Result<void> map() {
         void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) return Error(Errc::out_of_memory, fmt::format("mmap of {} bytes: {}", size_, std::strerror(errno)));
+        if (p == MAP_FAILED)
+            return Error(Errc::out_of_memory,
+                         fmt::format("mmap of {} bytes: {}", size_, std::strerror(errno)));
         memory_ = std::shared_ptr<void>(p, [n = size_](void* q) { munmap(q, n); });
         for (const auto& s : sections_)
             if (s.group >= 0 && s.h.sh_type == SHT_PROGBITS && s.h.sh_size != 0)
@@ -268,10 +289,13 @@ private:
         if (machine_ == host_machine) {
             __builtin___clear_cache(reinterpret_cast<char*>(p), reinterpret_cast<char*>(p + group_end_[0]));
             if (mprotect(p, group_end_[0], PROT_READ | PROT_EXEC) != 0)
-                return Error(Errc::permission_denied, fmt::format("mprotect of the code: {}", std::strerror(errno)));
+                return Error(Errc::permission_denied,
+                             fmt::format("mprotect of the code: {}", std::strerror(errno)));
         }
-        if (group_end_[1] > group_start_[1] && mprotect(p + group_start_[1], group_end_[1] - group_start_[1], PROT_READ) != 0)
-            return Error(Errc::permission_denied, fmt::format("mprotect of the read-only data: {}", std::strerror(errno)));
+        if (group_end_[1] > group_start_[1] &&
+            mprotect(p + group_start_[1], group_end_[1] - group_start_[1], PROT_READ) != 0)
+            return Error(Errc::permission_denied,
+                         fmt::format("mprotect of the read-only data: {}", std::strerror(errno)));
         return {};
     }
 
@@ -295,8 +319,10 @@ private:
             return bad(fmt::format("symbol {}: section index {} is not supported", index, s.st_shndx));
         const Section& sec = sections_[s.st_shndx];
         if (sec.group < 0)
-            return bad(fmt::format("symbol {} is in section {} \"{}\", which is not loaded", index, s.st_shndx, sec.name));
-        if (s.st_value > sec.h.sh_size) return bad(fmt::format("symbol {}: value 0x{:x} is outside its section", index, s.st_value));
+            return bad(fmt::format("symbol {} is in section {} \"{}\", which is not loaded", index,
+                                   s.st_shndx, sec.name));
+        if (s.st_value > sec.h.sh_size)
+            return bad(fmt::format("symbol {}: value 0x{:x} is outside its section", index, s.st_value));
         return base() + sec.offset + s.st_value;
     }
 
@@ -306,7 +332,8 @@ private:
         if (next_stub_ + stub_bytes > stubs_end_) return bad("more call stubs than undefined symbols");
         auto* p = static_cast<std::byte*>(memory_.get()) + next_stub_;
         if (machine_ == EM_X86_64) {
-            const unsigned char code[8] = {0xff, 0x25, 0, 0, 0, 0, 0xcc, 0xcc};  // jmp *0(%rip); the address follows
+            const unsigned char code[8] = {0xff, 0x25, 0,    0,
+                                           0,    0,    0xcc, 0xcc};  // jmp *0(%rip); the address follows
             std::memcpy(p, code, 6);
             std::memcpy(p + 6, &target, 8);
             std::memcpy(p + 14, code + 6, 2);
@@ -324,11 +351,14 @@ private:
     Result<void> relocate(std::size_t rela_index) {
         const Section& rs = sections_[rela_index];
         if (rs.h.sh_info >= sections_.size())
-            return bad(fmt::format("section {} \"{}\": target section {} out of range", rela_index, rs.name, rs.h.sh_info));
+            return bad(fmt::format("section {} \"{}\": target section {} out of range", rela_index, rs.name,
+                                   rs.h.sh_info));
         const Section& target = sections_[rs.h.sh_info];
-        if (target.group < 0) return {};  // relocations of a section we do not load (unwind tables, debug info)
+        if (target.group < 0)
+            return {};  // relocations of a section we do not load (unwind tables, debug info)
         if (rs.h.sh_link != symtab_)
-            return bad(fmt::format("section {} \"{}\": relocations refer to another symbol table", rela_index, rs.name));
+            return bad(fmt::format("section {} \"{}\": relocations refer to another symbol table", rela_index,
+                                   rs.name));
         if (rs.h.sh_entsize != sizeof(Elf64_Rela) || rs.h.sh_size % sizeof(Elf64_Rela) != 0)
             return bad(fmt::format("section {} \"{}\": entry size {}", rela_index, rs.name, rs.h.sh_entsize));
         auto* mem = static_cast<std::byte*>(memory_.get());
@@ -376,8 +406,8 @@ private:
     }
     static Error range() { return Error(Errc::unsupported, "target out of range"); }
 
-    Result<void> apply_x86_64(std::uint32_t type, std::byte* p, std::uint64_t pc, std::uint64_t s, std::int64_t a,
-                              std::uint32_t sym, bool external) {
+    Result<void> apply_x86_64(std::uint32_t type, std::byte* p, std::uint64_t pc, std::uint64_t s,
+                              std::int64_t a, std::uint32_t sym, bool external) {
         const std::uint64_t v = s + static_cast<std::uint64_t>(a);
         switch (type) {
         case R_X86_64_64: put64(p, v); return {};
@@ -406,8 +436,8 @@ private:
         }
     }
 
-    Result<void> apply_aarch64(std::uint32_t type, std::byte* p, std::uint64_t pc, std::uint64_t s, std::int64_t a,
-                               std::uint32_t sym, bool external) {
+    Result<void> apply_aarch64(std::uint32_t type, std::byte* p, std::uint64_t pc, std::uint64_t s,
+                               std::int64_t a, std::uint32_t sym, bool external) {
         const std::uint64_t v = s + static_cast<std::uint64_t>(a);
         const std::uint32_t insn = get32(p);
         auto imm12 = [&](unsigned shift) {
@@ -447,10 +477,12 @@ private:
             return {};
         }
         case R_AARCH64_ADR_PREL_PG_HI21: {
-            const auto d = static_cast<std::int64_t>((v & ~std::uint64_t{0xfff}) - (pc & ~std::uint64_t{0xfff}));
+            const auto d =
+                static_cast<std::int64_t>((v & ~std::uint64_t{0xfff}) - (pc & ~std::uint64_t{0xfff}));
             if (!fits_signed(d, 33)) return range();
             const auto imm = static_cast<std::uint32_t>(static_cast<std::uint64_t>(d) >> 12);
-            put32(p, (insn & ~((3u << 29) | (0x7ffffu << 5))) | ((imm & 3) << 29) | (((imm >> 2) & 0x7ffff) << 5));
+            put32(p, (insn & ~((3u << 29) | (0x7ffffu << 5))) | ((imm & 3) << 29) |
+                         (((imm >> 2) & 0x7ffff) << 5));
             return {};
         }
         case R_AARCH64_ADD_ABS_LO12_NC:
@@ -487,7 +519,8 @@ std::uint64_t address_of(const void* p) { return reinterpret_cast<std::uint64_t>
 
 }  // namespace
 
-Result<AotImage> link_aot(std::span<const std::byte> object, std::uint16_t machine, const AotExternals& externals) {
+Result<AotImage> link_aot(std::span<const std::byte> object, std::uint16_t machine,
+                          const AotExternals& externals) {
     if (machine != EM_X86_64 && machine != EM_AARCH64)
         return Error(Errc::unsupported, fmt::format("no AOT loader for ELF machine {}", machine));
     return Linker(object, machine, externals).run();
@@ -497,24 +530,29 @@ Result<AotImage> link_aot(std::span<const std::byte> object, std::uint16_t machi
 
 namespace aot {
 
-Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& helpers, const VmOptions& options,
-                        const SymbolResolver& maps) {
+Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& helpers,
+                        const VmOptions& options, const SymbolResolver& maps) {
     auto wrap = [](const Error& e) { return e.wrap("load AOT object"); };
-    if (detail::host_machine == EM_NONE) return wrap(Error(Errc::unsupported, "no AOT loader for this host architecture"));
+    if (detail::host_machine == EM_NONE)
+        return wrap(Error(Errc::unsupported, "no AOT loader for this host architecture"));
     detail::AotExternals none;
     auto meta = detail::Linker(object, detail::host_machine, none).meta();
     if (!meta) return wrap(meta.error());
     const bool budget = options.insn_budget != 0;
     if (meta->checked != options.checked)
-        return wrap(Error(Errc::invalid_argument,
-                          fmt::format("\"{}\" was compiled {} but the options ask for {} mode (compile it with .checked = {})",
-                                      meta->entry, meta->checked ? "checked" : "unchecked",
-                                      options.checked ? "checked" : "unchecked", options.checked)));
+        return wrap(Error(
+            Errc::invalid_argument,
+            fmt::format(
+                "\"{}\" was compiled {} but the options ask for {} mode (compile it with .checked = {})",
+                meta->entry, meta->checked ? "checked" : "unchecked",
+                options.checked ? "checked" : "unchecked", options.checked)));
     if (meta->budget != budget)
-        return wrap(Error(Errc::invalid_argument,
-                          fmt::format("\"{}\" was compiled {} an instruction budget but the options {} (compile it with "
-                                      ".budget = {})",
-                                      meta->entry, meta->budget ? "with" : "without", budget ? "set one" : "set none", budget)));
+        return wrap(Error(
+            Errc::invalid_argument,
+            fmt::format("\"{}\" was compiled {} an instruction budget but the options {} (compile it with "
+                        ".budget = {})",
+                        meta->entry, meta->budget ? "with" : "without", budget ? "set one" : "set none",
+                        budget)));
     if (auto ok = isa::validate(meta->insns, {.max_insns = options.max_insns}); !ok)
         return wrap(ok.error().wrap(fmt::format("\"{}\"", meta->entry)));
     const std::vector<Insn>& insns = meta->insns;
@@ -525,7 +563,8 @@ Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& he
 
     // Helpers by call-site index, as the code was compiled for them.
     auto at = [&](std::size_t i, Errc code, std::string reason) {
-        return wrap(Error(code, fmt::format("\"{}\": insn {} ({}): {}", meta->entry, i, isa::disassemble_one(insns, i), reason)));
+        return wrap(Error(code, fmt::format("\"{}\": insn {} ({}): {}", meta->entry, i,
+                                            isa::disassemble_one(insns, i), reason)));
     };
     std::size_t next_helper = 0;
     bool has_callx = false;
@@ -538,40 +577,48 @@ Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& he
             const auto id = static_cast<std::uint32_t>(in.imm);
             if (next_helper >= meta->helpers.size() || meta->helpers[next_helper].id != id ||
                 (meta->helpers[next_helper].kind == detail::AotHelper::kfunc) != kfunc)
-                return wrap(detail::bad(fmt::format("metadata: helper {} does not match the call at insn {}", next_helper, i)));
+                return wrap(detail::bad(
+                    fmt::format("metadata: helper {} does not match the call at insn {}", next_helper, i)));
             const auto& mh = meta->helpers[next_helper++];
             const HelperProto* p = kfunc ? helpers.find_kfunc(id) : helpers.find(id);
             if (p == nullptr)
                 return at(i, Errc::invalid_argument,
-                          kfunc ? fmt::format("unknown kfunc with BTF id {}", id) : fmt::format("unknown helper {}", id));
+                          kfunc ? fmt::format("unknown kfunc with BTF id {}", id)
+                                : fmt::format("unknown helper {}", id));
             if (p->unwind_on_zero != mh.unwind_on_zero)
-                return at(i, Errc::invalid_argument,
-                          fmt::format("helper \"{}\" {} the program on a zero result but the code was compiled {} "
-                                      "(compile with CompileOptions::helpers)",
-                                      p->name, p->unwind_on_zero ? "ends" : "does not end",
-                                      mh.unwind_on_zero ? "for a helper that does" : "without its prototype"));
+                return at(
+                    i, Errc::invalid_argument,
+                    fmt::format("helper \"{}\" {} the program on a zero result but the code was compiled {} "
+                                "(compile with CompileOptions::helpers)",
+                                p->name, p->unwind_on_zero ? "ends" : "does not end",
+                                mh.unwind_on_zero ? "for a helper that does" : "without its prototype"));
             const bool pointers = std::any_of(p->args.begin(), p->args.end(), [](Arg a) {
                 return a == Arg::mem || a == Arg::mem_ro || a == Arg::cstr;
             });
             if (options.checked && pointers && !mh.checks_args)
-                return at(i, Errc::invalid_argument,
-                          fmt::format("helper \"{}\" takes pointers but the code does not check them (compile with "
-                                      "CompileOptions::helpers holding this helper)",
-                                      p->name));
+                return at(
+                    i, Errc::invalid_argument,
+                    fmt::format("helper \"{}\" takes pointers but the code does not check them (compile with "
+                                "CompileOptions::helpers holding this helper)",
+                                p->name));
             st->helpers.push_back({p->name, p->fn, p->args, p->unwind_on_zero});
         }
         if (in.opcode == isa::opcode_lddw) {
             if (in.src != isa::pseudo_imm64 && in.src != isa::pseudo_func && !maps) {
                 if (!options.resolve_lddw)
                     return at(i, Errc::unsupported,
-                              fmt::format("lddw with src {} needs a resolver (aot::load's maps, or VmOptions::resolve_lddw)",
+                              fmt::format("lddw with src {} needs a resolver (aot::load's maps, or "
+                                          "VmOptions::resolve_lddw)",
                                           unsigned{in.src}));
                 auto r = options.resolve_lddw(i, in, insns[i + 1]);
                 if (!r) return at(i, r.error().code(), r.error().message());
-                const bool with_offset = in.src == isa::pseudo_map_value || in.src == isa::pseudo_map_idx_value;
+                const bool with_offset =
+                    in.src == isa::pseudo_map_value || in.src == isa::pseudo_map_idx_value;
                 ResolvedImm sym = *r;
                 sym.value -= with_offset ? static_cast<std::uint32_t>(insns[i + 1].imm) : 0;
-                map_symbols.emplace(fmt::format("ebpfrt_map_{}_{}", unsigned{in.src}, static_cast<std::uint32_t>(in.imm)), sym);
+                map_symbols.emplace(
+                    fmt::format("ebpfrt_map_{}_{}", unsigned{in.src}, static_cast<std::uint32_t>(in.imm)),
+                    sym);
                 if (!r->region.empty()) st->regions.push_back(r->region);
             }
             ++i;
@@ -579,15 +626,18 @@ Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& he
     }
     if (next_helper != meta->helpers.size()) return wrap(detail::bad("metadata: more helpers than calls"));
     if (has_callx)
-        for (const auto& [id, p] : helpers.helpers()) st->by_id.push_back({id, {p.name, p.fn, p.args, p.unwind_on_zero}});
+        for (const auto& [id, p] : helpers.helpers())
+            st->by_id.push_back({id, {p.name, p.fn, p.args, p.unwind_on_zero}});
 
     const detail::AotExternals externals = [&](std::string_view name) -> Result<std::uint64_t> {
         using namespace jit;
         static const std::pair<std::string_view, std::uint64_t> rt[] = {
             {"ebpfrt_rt_check", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_check))},
             {"ebpfrt_rt_fault", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_fault))},
-            {"ebpfrt_rt_check_helper", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_check_helper))},
-            {"ebpfrt_rt_after_helper", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_after_helper))},
+            {"ebpfrt_rt_check_helper",
+             detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_check_helper))},
+            {"ebpfrt_rt_after_helper",
+             detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_after_helper))},
             {"ebpfrt_rt_unwind", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_unwind))},
             {"ebpfrt_rt_callx", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_callx))},
             {"ebpfrt_rt_ldabs", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_ldabs))},
@@ -603,11 +653,13 @@ Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& he
             return detail::parse_u32(name.substr(prefix.size()));
         };
         if (auto id = number("ebpfrt_helper_")) {
-            if (const HelperProto* p = helpers.find(*id)) return detail::address_of(reinterpret_cast<const void*>(p->fn));
+            if (const HelperProto* p = helpers.find(*id))
+                return detail::address_of(reinterpret_cast<const void*>(p->fn));
             return Error(Errc::not_found, fmt::format("unknown helper {} (symbol \"{}\")", *id, name));
         }
         if (auto id = number("ebpfrt_kfunc_")) {
-            if (const HelperProto* p = helpers.find_kfunc(*id)) return detail::address_of(reinterpret_cast<const void*>(p->fn));
+            if (const HelperProto* p = helpers.find_kfunc(*id))
+                return detail::address_of(reinterpret_cast<const void*>(p->fn));
             return Error(Errc::not_found, fmt::format("unknown kfunc {} (symbol \"{}\")", *id, name));
         }
         if (name.substr(0, 11) == "ebpfrt_map_") {
@@ -618,7 +670,8 @@ Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& he
                 return r->value;
             }
             if (auto it = map_symbols.find(name); it != map_symbols.end()) return it->second.value;
-            return Error(Errc::not_found, fmt::format("symbol \"{}\" is not used by any lddw of the program", name));
+            return Error(Errc::not_found,
+                         fmt::format("symbol \"{}\" is not used by any lddw of the program", name));
         }
         return Error(Errc::not_found, fmt::format("undefined symbol \"{}\"", name));
     };
@@ -626,10 +679,12 @@ Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& he
     if (!image) return wrap(image.error());
     auto entry = image->code_symbols.find(meta->entry);
     if (entry == image->code_symbols.end())
-        return wrap(detail::bad(fmt::format("entry symbol \"{}\" is not defined in an executable section", meta->entry)));
+        return wrap(detail::bad(
+            fmt::format("entry symbol \"{}\" is not defined in an executable section", meta->entry)));
     st->entry = reinterpret_cast<detail::EntryFn>(entry->second);
     for (const auto& f : meta->functions)
-        if (auto it = image->code_symbols.find(f); it != image->code_symbols.end()) st->functions.push_back(it->second);
+        if (auto it = image->code_symbols.find(f); it != image->code_symbols.end())
+            st->functions.push_back(it->second);
     std::sort(st->functions.begin(), st->functions.end());
     st->code = image->memory;
     return detail::JitAccess::make(std::move(st));

@@ -66,7 +66,8 @@ std::vector<std::byte> encode_aot_meta(const AotMeta& m) {
     put32(out, static_cast<std::uint32_t>(m.helpers.size()));
     for (const auto& h : m.helpers) {
         out.push_back(static_cast<std::byte>(h.kind));
-        out.push_back(static_cast<std::byte>((h.unwind_on_zero ? helper_unwind : 0) | (h.checks_args ? helper_checks_args : 0)));
+        out.push_back(static_cast<std::byte>((h.unwind_on_zero ? helper_unwind : 0) |
+                                             (h.checks_args ? helper_checks_args : 0)));
         out.push_back(std::byte{0});
         out.push_back(std::byte{0});
         put32(out, h.id);
@@ -83,7 +84,8 @@ Result<AotMeta> decode_aot_meta(std::span<const std::byte> bytes) {
     Reader r{bytes, sizeof magic};
     const std::uint32_t version = r.u32("version");
     if (r.what == nullptr && version != aot_meta_version)
-        return bad(fmt::format("version {} is not supported (this loader reads version {})", version, aot_meta_version));
+        return bad(fmt::format("version {} is not supported (this loader reads version {})", version,
+                               aot_meta_version));
     AotMeta m;
     const std::uint32_t flags = r.u32("flags");
     m.checked = (flags & flag_checked) != 0;
@@ -103,7 +105,8 @@ Result<AotMeta> decode_aot_meta(std::span<const std::byte> bytes) {
         const std::byte* p = nullptr;
         if (!r.take(4, p, "helpers")) break;
         AotHelper h;
-        if (std::to_integer<unsigned>(p[0]) > AotHelper::kfunc) return bad(fmt::format("helper {}: unknown kind", i));
+        if (std::to_integer<unsigned>(p[0]) > AotHelper::kfunc)
+            return bad(fmt::format("helper {}: unknown kind", i));
         h.kind = static_cast<AotHelper::Kind>(std::to_integer<unsigned>(p[0]));
         h.unwind_on_zero = (std::to_integer<unsigned>(p[1]) & helper_unwind) != 0;
         h.checks_args = (std::to_integer<unsigned>(p[1]) & helper_checks_args) != 0;
@@ -112,7 +115,8 @@ Result<AotMeta> decode_aot_meta(std::span<const std::byte> bytes) {
     }
     const std::uint32_t n_functions = r.u32("function count");
     if (r.what == nullptr && n_functions > (bytes.size() - r.at) / 4) r.what = "functions";
-    for (std::uint32_t i = 0; r.what == nullptr && i < n_functions; ++i) m.functions.push_back(r.string("functions"));
+    for (std::uint32_t i = 0; r.what == nullptr && i < n_functions; ++i)
+        m.functions.push_back(r.string("functions"));
     if (r.what != nullptr) return bad(fmt::format("truncated in {}", r.what));
     if (m.insns.empty()) return bad("no instructions");
     if (m.entry.empty()) return bad("no entry symbol");

@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
         r0 = jit->run(*mem);
     } else if (engine == "aot") {
         // Compile to an object in memory, then load it with ebpfrt's own loader.
-        auto object = aot::compile(*prog, {}, {.checked = options.checked, .budget = true, .helpers = &helpers});
+        auto object =
+            aot::compile(*prog, {}, {.checked = options.checked, .budget = true, .helpers = &helpers});
         if (!object) return load_failure(object.error().message());
         auto loaded = aot::load(*object, helpers, options);
         if (!loaded) return load_failure(loaded.error().message());

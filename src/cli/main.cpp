@@ -122,7 +122,7 @@ int cmd_run(const std::vector<std::string>& args) {
     if (engine == "interpreter") engine = "interp";
     if ((engine == "aot" && !aot::compile_available()) || (engine == "jit" && !jit_available()))
         return fail(fmt::format("run: engine \"{}\" is not available in this build (use interp)", engine));
-    if (engine != "interp" && engine != "jit")
+    if (engine != "interp" && engine != "jit" && engine != "aot")
         return fail(fmt::format("run: unknown engine \"{}\" (interp, jit, aot)", engine));
 
     std::vector<std::byte> mem;
@@ -207,10 +207,12 @@ int cmd_aot(const std::vector<std::string>& args) {
             return fail(fmt::format("aot: unexpected argument \"{}\"", a));
         }
     }
-    if (in.empty() || out.empty()) return fail("aot: usage: ebpfrt aot FILE -o OUT.o [--target TRIPLE] (see ebpfrt help)");
+    if (in.empty() || out.empty())
+        return fail("aot: usage: ebpfrt aot FILE -o OUT.o [--target TRIPLE] (see ebpfrt help)");
     if (!aot::compile_available()) return fail("aot: this build of ebpfrt has no LLVM (EBPFRT_WITH_LLVM=OFF)");
     if (auto head = cli::read_file(in); head && is_elf(*head))
-        return fail(fmt::format("aot \"{}\": ELF input is not supported (pass assembler text or, with --raw, bytecode)", in));
+        return fail(fmt::format(
+            "aot \"{}\": ELF input is not supported (pass assembler text or, with --raw, bytecode)", in));
     auto prog = load_program(in, raw);
     if (!prog) return fail(prog.error().message());
     auto object = aot::compile(*prog, target, co);

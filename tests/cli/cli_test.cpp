@@ -130,8 +130,8 @@ TEST_F(Cli, ErrorsAreOneLineWithExitStatus1) {
         {"run /nonexistent/x.s", "ebpfrt: read \"/nonexistent/x.s\": No such file or directory\n"},
         {"aot " + asm_file_, "ebpfrt: aot: usage: ebpfrt aot FILE -o OUT.o [--target TRIPLE] (see ebpfrt help)\n"},
         {"aot " + asm_file_ + " -o /dev/null --target sparc-sun-solaris",
-         "ebpfrt: aot \"" + asm_file_ + "\": compile \"ebpf_main\": target \"sparc-sun-solaris\": only ELF targets are "
-         "supported\n"},
+         "ebpfrt: aot \"" + asm_file_ + "\": compile \"ebpf_main\": target \"sparc-sun-solaris\": not supported (x86_64, "
+         "aarch64 and riscv64 are)\n"},
         {"run " + asm_file_ + " --engine turbo", "ebpfrt: run: unknown engine \"turbo\" (interp, jit, aot)\n"},
         {"run " + asm_file_ + " --mem 'zz'", "ebpfrt: run: --mem: hex: 'z' at offset 0 is not a hex digit\n"},
         {"run " + asm_file_ + " --repeat x", "ebpfrt: run: --repeat: \"x\" is not a number\n"},
