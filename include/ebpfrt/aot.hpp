@@ -73,7 +73,7 @@ using SymbolResolver = std::function<Result<ResolvedImm>(std::string_view symbol
 /// not match the object, unknown helper, helper prototype the code was not compiled for), not_found
 /// (undefined symbol), out_of_memory / permission_denied (mmap, mprotect), and the resolvers' errors.
 /// Thread-safe; the object bytes are not referenced after it returns.
-Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& helpers, const VmOptions& options = {},
-                        const SymbolResolver& maps = {});
+Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& helpers,
+                        const VmOptions& options = {}, const SymbolResolver& maps = {});
 
 }  // namespace ebpfrt::aot

@@ -26,10 +26,11 @@ namespace bip = boost::interprocess;
 namespace ebpfrt::maps {
 namespace {
 
-// Boost's interprocess_mutex is not robust: a process killed inside the allocator would leave it locked
-// for everyone. These wrap RobustMutex in the interface rbtree_best_fit and segment_manager use. A dead
-// owner's half-finished allocator update cannot be repaired, but the allocator is only entered to create
-// or free maps and to grow no_prealloc pools by whole chunks, never on a preallocated map's update path.
+// Boost's interprocess_mutex is not robust: a process killed inside the segment manager would leave it
+// locked for everyone. These wrap RobustMutex in the interface rbtree_best_fit and segment_manager use. A
+// dead owner's half-finished update of Boost's allocator cannot be repaired, so Boost only allocates while
+// an arena is set up (the registry, then one block with the rest of the segment for the maps' Heap, whose
+// every operation survives its caller's death: heap.cpp); opening an arena only looks the registry up.
 class SegmentMutex {
 public:
     SegmentMutex() noexcept { m_.init(false); }
@@ -81,31 +82,42 @@ static_assert(std::is_same_v<SegmentManager, AnonSegment::segment_manager>);
 
 constexpr std::size_t min_arena_size = 64 * 1024;
 
-SegmentManager* segment_of(MapHeader* m) noexcept {
-    return static_cast<SegmentManager*>(m->registry->segment.get());
-}
+Heap* heap_of(MapHeader* m) noexcept { return m->registry->heap.get(); }
 
-void* segment_allocate(SegmentManager* sm, std::size_t bytes, std::size_t align) noexcept {
-    try {
-        if (align <= 16) return sm->allocate(bytes, std::nothrow);
-        return sm->allocate_aligned(bytes, align, std::nothrow);
-    } catch (...) {
-        return nullptr;
-    }
-}
-
-// Frees a map that is out of the registry and has no references left.
+// Frees a map that is out of the registry and has no references left. Each free also takes the block off
+// the map's list, so a process killed in here leaves a shorter list (the rest leaked), never a freed block
+// on it.
 void free_map(MapHeader* m) noexcept {
     if (const MapOps* ops = ops_for(m->type); ops && ops->release) ops->release(m);
-    SegmentManager* sm = segment_of(m);
-    for (AllocRecord* r = m->allocs.get(); r;) {
-        AllocRecord* next = r->next.get();
-        sm->deallocate(r->ptr.get());
-        sm->deallocate(r);
-        r = next;
-    }
+    Heap* heap = heap_of(m);
+    while (void* p = heap_owned_first(heap, m->allocs))
+        heap_free(heap, p, &m->allocs, heap_owned_next(heap, p));
     m->magic = 0;
-    sm->deallocate(m);
+    heap_free(heap, m);
+}
+
+// Gives the rest of a new segment to the maps' heap; the caller holds the registry lock.
+bool setup_heap(SegmentManager* sm, Registry* reg) noexcept {
+    if (reg->heap) return true;
+    std::size_t free = sm->get_free_memory();
+    // Boost's own block overhead is not part of get_free_memory: ask for a little less until it fits.
+    for (std::size_t slack = 64; slack < 64 * 64 && slack < free; slack += 64) {
+        void* mem = nullptr;
+        try {
+            mem = sm->allocate(free - slack, std::nothrow);
+        } catch (...) {
+            mem = nullptr;
+        }
+        if (!mem) continue;
+        Heap* h = heap_init(mem, free - slack);
+        if (!h) {
+            sm->deallocate(mem);
+            return false;
+        }
+        reg->heap = h;
+        return true;
+    }
+    return false;
 }
 
 // Lock the registry; a dead owner can only have left a created map unlinked (leaked) or a half-unlinked
@@ -131,20 +143,9 @@ bool inner_matches(const MapHeader* outer, const MapHeader* inner) noexcept {
 
 }  // namespace
 
-void* arena_allocate(MapHeader* owner, std::size_t bytes, std::size_t align) noexcept {
-    SegmentManager* sm = segment_of(owner);
-    void* p = segment_allocate(sm, bytes, align);
-    if (!p) return nullptr;
-    auto* rec = static_cast<AllocRecord*>(segment_allocate(sm, sizeof(AllocRecord), 8));
-    if (!rec) {
-        sm->deallocate(p);
-        return nullptr;
-    }
-    new (rec) AllocRecord{};
-    rec->ptr = p;
-    rec->next = owner->allocs;
-    owner->allocs = rec;  // callers serialise allocations per map (creation, or the pool's grow lock)
-    return p;
+void* arena_allocate(MapHeader* owner, std::size_t bytes, std::size_t align,
+                     AtomicRel<std::byte>* publish) noexcept {
+    return heap_allocate(heap_of(owner), bytes, align, &owner->allocs, publish);
 }
 
 MapHeader* acquire_map_by_id(Registry* reg, std::uint32_t id) noexcept {
@@ -317,6 +318,11 @@ Result<Arena> Arena::create(const ArenaOptions& options) {
     if (reg->version != maps::layout_version)
         return Error(Errc::invalid_argument, fmt::format("{}: arena layout version {}, this library uses {}",
                                                          what, reg->version, maps::layout_version));
+    {
+        maps::LockGuard lock(reg->lock);
+        if (!maps::setup_heap(st->sm, reg))
+            return Error(Errc::out_of_memory, what + ": no room for the map heap");
+    }
     return Arena(std::move(st));
 }
 
@@ -335,7 +341,7 @@ std::size_t Arena::bytes_for(const MapSpec& spec) {
     if (!ops || !ops->layout) return 0;
     maps::MapLayout l;
     ops->layout(*norm, MapRef::possible_cpus(), l);
-    // Allocator overhead: a block header and alignment slack per allocation, plus its AllocRecord.
+    // Allocator overhead: a block header and alignment slack per allocation (heap.cpp), with a margin.
     std::uint64_t overhead = 64 + l.header_align + std::uint64_t(l.extra_allocs) * (128 + 64);
     return static_cast<std::size_t>(l.header_bytes + l.extra_bytes + overhead);
 }
@@ -361,7 +367,7 @@ Result<MapRef> Arena::create_map(const MapSpec& spec) {
             fmt::format("{}: arena{} is out of memory (the map needs about {} bytes, {} are free)", what,
                         s_->name.empty() ? "" : " \"" + s_->name + "\"", bytes_for(s), free_bytes()));
     };
-    void* mem = maps::segment_allocate(s_->sm, l.header_bytes, l.header_align);
+    void* mem = maps::heap_allocate(reg->heap.get(), l.header_bytes, l.header_align, nullptr, nullptr);
     if (!mem) return oom();
     std::memset(mem, 0, l.header_bytes);
     auto* h = new (mem) MapHeader();
@@ -460,7 +466,7 @@ Result<void> Arena::remove_map(std::string_view name) {
     return {};
 }
 
-std::size_t Arena::free_bytes() const { return s_->sm->get_free_memory(); }
+std::size_t Arena::free_bytes() const { return maps::heap_free_bytes(s_->reg->heap.get()); }
 std::size_t Arena::size() const noexcept { return s_->size; }
 const std::string& Arena::name() const noexcept { return s_->name; }
 

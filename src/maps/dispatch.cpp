@@ -263,4 +263,9 @@ std::string check_consistency(void* map) {
     return o.check_consistency ? o.check_consistency(h) : std::string();
 }
 
+std::string check_arena_heap(void* map) {
+    auto* h = static_cast<MapHeader*>(map);
+    return heap_check(h->registry->heap.get());
+}
+
 }  // namespace ebpfrt::maps

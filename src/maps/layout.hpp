@@ -35,6 +35,11 @@ public:
     T* exchange(T* p, std::memory_order mo = std::memory_order_acq_rel) noexcept {
         return decode(off_.exchange(encode(p), mo));
     }
+    /// What store(p) writes, for a store made by someone else (the heap publishes blocks this way).
+    std::int64_t encoded(const void* p) const noexcept {
+        return encode(static_cast<T*>(const_cast<void*>(p)));
+    }
+    std::atomic<std::int64_t>& raw() noexcept { return off_; }
 
 private:
     T* decode(std::int64_t off) const noexcept {
@@ -50,7 +55,7 @@ private:
 inline constexpr std::uint64_t registry_magic = 0x3170616d74727065ULL;  // "eprtmap1"
 /// Bumped whenever a shared structure or the hash function changes: processes built from different
 /// layouts must not share an arena.
-inline constexpr std::uint32_t layout_version = 1;
+inline constexpr std::uint32_t layout_version = 2;
 inline constexpr std::uint64_t map_magic = 0x5244484d54525045ULL;  // "EPRTMHDR"
 inline constexpr std::size_t max_name_len = 127;
 inline constexpr std::size_t page_size = 4096;
@@ -65,7 +70,46 @@ constexpr std::uint64_t next_pow2(std::uint64_t v) noexcept {
 }
 
 struct MapHeader;
-struct AllocRecord;
+
+/// The arena's allocator for everything the maps use (see heap.cpp): first fit over an address-ordered
+/// free list, under one robust mutex. Every change is a short list of word stores that is first written
+/// to `writes` and committed with one store of n_writes, then applied; whoever inherits the mutex from a
+/// dead owner replays a committed list. So a process killed at any instruction leaves the heap either
+/// before or after its last operation, never in between (the Boost allocator, which cannot be repaired,
+/// is only used to set up the arena).
+struct HeapWrite {
+    std::uint64_t off;  // from the heap's start
+    std::uint64_t value;
+};
+struct Heap {
+    static constexpr std::uint32_t max_writes = 12;
+    std::uint64_t magic;
+    std::uint64_t size;        // bytes from the Heap to the end of its last block
+    std::uint64_t first;       // offset of the first block
+    std::uint64_t free_head;   // offset of the first free block, 0: none (address order)
+    std::uint64_t free_bytes;  // free blocks, headers included
+    RobustMutex lock;
+    std::atomic<std::uint32_t> n_writes;  // != 0: a committed transaction that may be half applied
+    std::uint32_t reserved;
+    HeapWrite writes[max_writes];
+};
+
+/// Builds a heap over [mem, mem + bytes); nullptr if that is too small.
+Heap* heap_init(void* mem, std::size_t bytes) noexcept;
+/// A block of at least `bytes` whose address is a multiple of `align` (a power of two, at most a page),
+/// or nullptr. In the same transaction, so that a dying caller cannot leak it: when `owner_list` is set
+/// the block goes to the front of that list (an offset from the heap, 0 = empty; heap_owned_next walks
+/// it), and when `publish` is set it gets the block's address.
+void* heap_allocate(Heap* heap, std::size_t bytes, std::size_t align, std::uint64_t* owner_list,
+                    AtomicRel<std::byte>* publish) noexcept;
+/// Frees a block; in the same transaction, `*also = also_value` when `also` is set.
+void heap_free(Heap* heap, void* p, std::uint64_t* also = nullptr, std::uint64_t also_value = 0) noexcept;
+/// The first block of an owner list (`list`: its head) and the list's next block after `p`, or nullptr.
+void* heap_owned_first(Heap* heap, std::uint64_t list) noexcept;
+std::uint64_t heap_owned_next(Heap* heap, void* p) noexcept;
+std::size_t heap_free_bytes(Heap* heap) noexcept;
+/// For checks: "" or what is wrong with the heap (under its mutex, so after any replay).
+std::string heap_check(Heap* heap);
 
 /// The root object of an arena: the map registry.
 struct Registry {
@@ -79,13 +123,8 @@ struct Registry {
     RobustMutex lock;            // registry list, ids, map creation and reclamation
     OffsetPtr<MapHeader> first;  // maps in creation order (under lock)
     OffsetPtr<MapHeader> last;
-    OffsetPtr<void> segment;  // the Boost segment manager, so that any process can free map memory
-};
-
-/// One segment allocation owned by a map, freed with it.
-struct AllocRecord {
-    OffsetPtr<void> ptr;
-    OffsetPtr<AllocRecord> next;
+    OffsetPtr<void> segment;  // the Boost segment manager (only used to set up the heap)
+    OffsetPtr<Heap> heap;     // all map memory; set once, under lock, before any map exists
 };
 
 /// The common header at the start of every map; its address is the map's program handle.
@@ -114,7 +153,7 @@ struct MapHeader {
     std::uint64_t seed;                  // hash seed (0 with map_flags::zero_seed)
     OffsetPtr<Registry> registry;
     OffsetPtr<MapHeader> next;  // registry list
-    OffsetPtr<AllocRecord> allocs;
+    std::uint64_t allocs;       // the heap blocks the map owns besides this one (a heap owner list)
     char name[max_name_len + 1];
 };
 
@@ -219,9 +258,11 @@ std::uint32_t pool_chunk_shift(std::uint32_t capacity, bool preallocate) noexcep
 
 // ---- arena services (arena.cpp) ----------------------------------------------------------------------
 
-/// Allocates from the arena of `owner` and records the block in owner->allocs (freed with the map).
+/// Allocates from the arena of `owner` and records the block in owner->allocs (freed with the map), and
+/// stores its address in `*publish` if set, all at once: a caller killed at any point leaks nothing.
 /// nullptr when the arena is full.
-void* arena_allocate(MapHeader* owner, std::size_t bytes, std::size_t align) noexcept;
+void* arena_allocate(MapHeader* owner, std::size_t bytes, std::size_t align,
+                     AtomicRel<std::byte>* publish = nullptr) noexcept;
 /// Map references for map-in-map slots: the map with `id` with one more reference, or nullptr.
 MapHeader* acquire_map_by_id(Registry* reg, std::uint32_t id) noexcept;
 void acquire_map(MapHeader* m) noexcept;

@@ -120,5 +120,8 @@ std::uint32_t map_nr_cpus(const void* map) noexcept;
 /// For tests: takes all of the map's locks (repairing after a dead lock owner, as any locker does) and
 /// checks its invariants. Returns "" when consistent, else what is wrong.
 std::string check_consistency(void* map);
+/// For tests: checks the allocator of the arena that holds `map` (as its mutex's next owner, it first
+/// completes the operation of an owner that died). "" when consistent, else what is wrong.
+std::string check_arena_heap(void* map);
 
 }  // namespace ebpfrt::maps

@@ -28,13 +28,16 @@ void push_chain(Pool* p, std::uint32_t first, std::uint32_t last) noexcept {
 }
 
 // Adds one chunk; caller holds grow_lock. false when at capacity (*oom false) or the arena is full (*oom
-// true).
+// true). A grower that died left chunk c either unallocated or allocated and in the table (the heap does
+// both at once) but unpublished: then it is built again here. One that died after publishing it may have
+// left its elements off the free list; the map's repair (the grower also held a map lock) finds them.
 bool grow(MapHeader* owner, Pool* p, bool* oom) noexcept {
     std::uint32_t c = p->n_chunks.load(std::memory_order_relaxed);
     if (c >= p->n_chunk_slots) return false;
     std::uint32_t n = p->chunk_elems(c);
     std::size_t bytes = std::size_t(n) * p->elem_size;
-    auto* mem = static_cast<std::byte*>(arena_allocate(owner, bytes, 64));
+    std::byte* mem = p->chunk_table()[c].load(std::memory_order_acquire);
+    if (!mem) mem = static_cast<std::byte*>(arena_allocate(owner, bytes, 64, &p->chunk_table()[c]));
     if (!mem) {
         if (oom) *oom = true;
         return false;
@@ -46,7 +49,6 @@ bool grow(MapHeader* owner, Pool* p, bool* oom) noexcept {
         l->free_next.store(i + 1 < n ? base + i + 1 : no_index, std::memory_order_relaxed);
     }
     // Publish the chunk before any of its indices can be seen (readers check n_chunks, then load it).
-    p->chunk_table()[c].store(mem, std::memory_order_release);
     p->n_chunks.store(c + 1, std::memory_order_release);
     push_chain(p, base, base + n - 1);
     return true;
@@ -96,7 +98,7 @@ std::uint32_t pool_pop(MapHeader* owner, Pool* p, bool* oom) noexcept {
         std::uint64_t head = p->free_head.load(std::memory_order_acquire);
         std::uint32_t idx = head_idx(head);
         if (idx == no_index) {
-            LockGuard g(p->grow_lock);  // a dead owner left at most an unpublished chunk: leaked, harmless
+            LockGuard g(p->grow_lock);  // a dead owner left at most an unpublished chunk: see grow
             if (head_idx(p->free_head.load(std::memory_order_acquire)) == no_index && !grow(owner, p, oom))
                 return no_index;
             continue;

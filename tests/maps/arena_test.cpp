@@ -1,6 +1,7 @@
 // Arena: creation, opening by name, the map registry, spec validation, out-of-memory reporting.
 
 #include <atomic>
+#include <random>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -172,6 +173,61 @@ TEST(Arena, NoPreallocGrowthOutOfMemory) {
     std::uint64_t first = 0;
     ASSERT_TRUE(m.erase(test::bytes(first)));
     EXPECT_TRUE(m.update(test::bytes(k), v));
+}
+
+// The arena's allocator under a random mix of map sizes and alignments (page-aligned mmapable arrays and
+// ringbufs, 64-byte headers, pool chunks): blocks stay well formed, and freeing everything gives every
+// byte back.
+TEST(Arena, HeapReusesAndMergesFreedMemory) {
+    auto a = test::anon_arena(8u << 20);
+    auto anchor = a.create_map(make_spec("anchor", MapType::array, 4, 8, 1)).value();
+    void* h = anchor.program_handle();
+    const std::size_t baseline = a.free_bytes();
+    std::mt19937 rng(5);
+    std::vector<std::string> live;
+    for (int i = 0; i < 600; ++i) {
+        if (!live.empty() && (rng() % 3 == 0 || live.size() > 40)) {
+            std::size_t at = rng() % live.size();
+            ASSERT_TRUE(a.remove_map(live[at]));
+            live.erase(live.begin() + static_cast<std::ptrdiff_t>(at));
+        } else {
+            std::string name = "m" + std::to_string(i);
+            std::uint32_t n = 1 + rng() % 2000;
+            MapSpec s;
+            switch (rng() % 4) {
+            case 0:
+                s = make_spec(name, MapType::array, 4, 8 * (1 + rng() % 8), n, map_flags::mmapable);
+                break;
+            case 1:
+                s = make_spec(name, MapType::hash, 4, 8, n, map_flags::no_prealloc);
+                break;
+            case 2:
+                s = make_spec(name, MapType::ringbuf, 0, 0, 4096u << (rng() % 3));
+                break;
+            default:
+                s = make_spec(name, MapType::queue, 0, 16, n);
+            }
+            auto m = a.create_map(s);
+            if (!m) {
+                EXPECT_EQ(m.error().code(), Errc::out_of_memory) << m.error().message();
+                continue;
+            }
+            if (s.type == MapType::hash)  // grows the pool a chunk at a time
+                for (std::uint32_t k = 0; k < n; k += 1 + rng() % 3) {
+                    std::uint64_t v = k;
+                    ASSERT_TRUE(m->update(test::bytes(k), test::bytes(v)));
+                }
+            live.push_back(name);
+        }
+        ASSERT_EQ(maps::check_arena_heap(h), "") << "step " << i;
+    }
+    for (auto& name : live) ASSERT_TRUE(a.remove_map(name));
+    EXPECT_EQ(maps::check_arena_heap(h), "");
+    EXPECT_EQ(a.free_bytes(), baseline);
+    // All free memory is one block again: one map can take nearly all of it.
+    auto n = static_cast<std::uint32_t>(baseline / 1024 - 8);
+    auto big = a.create_map(make_spec("big", MapType::array, 4, 1024, n));
+    EXPECT_TRUE(big) << big.error().message();
 }
 
 TEST(Arena, BytesForIsEnough) {

@@ -229,6 +229,45 @@ TEST(MultiProcess, SigkillMidUpdateLeavesMapsUsable) {
     EXPECT_EQ(wait_exit(kid), 0);
 }
 
+// A process killed while it allocates or frees arena memory (creating and removing maps, growing
+// no_prealloc pools) leaves the arena's allocator usable by the others.
+TEST(MultiProcess, SigkillMidAllocationLeavesArenaUsable) {
+    test::ShmName shm("killalloc");
+    auto arena = Arena::create({.name = shm.name, .size = 16u << 20}).value();
+    auto anchor = arena.create_map(make_spec("anchor", MapType::array, 4, 8, 1)).value();
+    void* h = anchor.program_handle();
+    std::mt19937 rng(7);
+    auto work = [](Arena& a, const std::string& prefix, std::uint32_t seed, int iters) {
+        std::mt19937 r(seed);
+        for (int i = 0; i < iters; ++i) {
+            std::string name = prefix + std::to_string(i);
+            std::uint32_t n = 64 + r() % 1024;
+            auto m = r() % 2 ? a.create_map(make_spec(name, MapType::hash, 4, 8, n, map_flags::no_prealloc))
+                             : a.create_map(make_spec(name, MapType::array, 4, 8, n, map_flags::mmapable));
+            if (!m) continue;
+            if (m->type() == MapType::hash)
+                for (std::uint32_t k = 0; k < n; ++k) {
+                    std::uint64_t v = k;
+                    (void)m->raw_update(test::bytes(k), test::bytes(v));
+                }
+            (void)a.remove_map(name);
+        }
+    };
+    for (int round = 0; round < 30; ++round) {
+        pid_t kid = spawn([&, round] {
+            Arena a = open_arena(shm.name);
+            work(a, "kid" + std::to_string(round) + "-", static_cast<std::uint32_t>(round), 1 << 30);
+            return 0;
+        });
+        std::this_thread::sleep_for(std::chrono::microseconds(1000 + rng() % 8000));
+        kill(kid, SIGKILL);
+        EXPECT_EQ(wait_exit(kid), 128 + SIGKILL);
+        ASSERT_EQ(maps::check_arena_heap(h), "") << "round " << round;
+        work(arena, "parent" + std::to_string(round) + "-", 100 + static_cast<std::uint32_t>(round), 3);
+        ASSERT_EQ(maps::check_arena_heap(h), "") << "round " << round;
+    }
+}
+
 TEST(MultiProcess, AnonymousArenaIsSharedWithForkChildren) {
     auto arena = test::anon_arena(1u << 20);
     auto m = Map<std::uint32_t, std::uint64_t>::from(
