@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <ebpfrt/vm.hpp>
+
 namespace ebpfrt::cli {
 
 /// `ebpfrt inspect FILE`: programs, maps, globals and relocations of an ELF object. Exit status.
@@ -19,7 +21,7 @@ struct RunOptions {
     std::uint64_t repeat = 0;
     std::uint64_t budget = 0;
     bool checked = true;
-    bool jit = false;             ///< run on the JIT instead of the interpreter
+    Engine engine = Engine::interpreter;
 };
 
 /// `ebpfrt run FILE.o [--section S]`: loads the object into a runtime and runs one program. Exit status.

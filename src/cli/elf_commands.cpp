@@ -25,8 +25,8 @@ std::string hex(std::span<const std::byte> bytes) {
 }
 
 Result<Runtime> make_runtime(const std::string& shm, bool create, bool checked, std::uint64_t budget,
-                             bool jit = false) {
-    RuntimeOptions options{.engine = jit ? Engine::jit : Engine::interpreter, .checked = checked, .insn_budget = budget};
+                             Engine engine = Engine::interpreter) {
+    RuntimeOptions options{.engine = engine, .checked = checked, .insn_budget = budget};
     if (!shm.empty()) options.shared_memory = ShmSpec{.name = shm, .create = create};
     // Trace output of bpf_printk goes to stderr, like /sys/kernel/tracing/trace_pipe would show it.
     options.trace = [](std::string_view line) { std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data()); };
@@ -108,7 +108,7 @@ int dump(const MapRef& m, const Object* obj, std::string_view object_name) {
 int run_elf(const std::string& path, const RunOptions& o) {
     auto obj = Object::open(path);
     if (!obj) return fail(obj.error().message());
-    auto rt = make_runtime(o.shm, true, o.checked, o.budget, o.jit);
+    auto rt = make_runtime(o.shm, true, o.checked, o.budget, o.engine);
     if (!rt) return fail(rt.error().message());
     auto coll = rt->load(*obj);
     if (!coll) return fail(coll.error().message());

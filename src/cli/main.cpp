@@ -133,9 +133,11 @@ int cmd_run(const std::vector<std::string>& args) {
     }
 
     if (auto head = cli::read_file(file); head && is_elf(*head)) {
-        if (engine == "aot") return fail("run: --engine aot applies to assembler text and raw bytecode (not ELF objects)");
         return cli::run_elf(file, {.section = section, .shm = shm, .mem = mem, .repeat = repeat, .budget = budget,
-                                   .checked = !unchecked, .jit = engine == "jit"});
+                                   .checked = !unchecked,
+                                   .engine = engine == "jit"   ? Engine::jit
+                                             : engine == "aot" ? Engine::aot
+                                                               : Engine::interpreter});
     }
     if (!section.empty() || !shm.empty()) return fail("run: --section and --shm apply to ELF objects only");
 

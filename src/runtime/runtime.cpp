@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include <ebpfrt/aot.hpp>
+
 namespace ebpfrt {
 
 namespace detail {
@@ -167,7 +169,9 @@ const HelperTable& Runtime::helpers() const noexcept { return s_->helpers; }
 const RuntimeOptions& Runtime::options() const noexcept { return s_->options; }
 
 Result<Runtime> Runtime::create(RuntimeOptions options) {
-    if (options.engine == Engine::aot || (options.engine == Engine::jit && !jit_available()))
+    if (options.engine != Engine::interpreter && options.engine != Engine::jit && options.engine != Engine::aot)
+        return Error(Errc::invalid_argument, fmt::format("create runtime: unknown engine {}", static_cast<int>(options.engine)));
+    if ((options.engine == Engine::aot && !aot::compile_available()) || (options.engine == Engine::jit && !jit_available()))
         return Error(Errc::unsupported, fmt::format("create runtime: engine \"{}\" is not available in this build",
                                                     options.engine == Engine::jit ? "jit" : "aot"));
     auto s = std::make_shared<detail::RuntimeState>();
@@ -254,7 +258,15 @@ Result<std::shared_ptr<detail::ProgramState>> prepare(const std::shared_ptr<deta
             return Error(Errc::invalid_argument, fmt::format("insn {}: offset {} is past map \"{}\" ({} bytes)", index, off, m.name(), data->size()));
         return ResolvedImm{reinterpret_cast<std::uint64_t>(data->data() + off), *data};
     };
-    if (rt->options.engine == Engine::jit) {
+    if (rt->options.engine == Engine::aot) {
+        // Compiled ahead of time to a relocatable object, then mapped by our own loader (the path a
+        // device without LLVM takes with an object built elsewhere; here both steps run in process).
+        auto obj = aot::compile(st->insns, {}, {.checked = vo.checked, .budget = vo.insn_budget != 0, .helpers = &rt->helpers});
+        if (!obj) return obj.error();
+        auto loaded = aot::load(*obj, rt->helpers, vo);
+        if (!loaded) return loaded.error();
+        st->jit.emplace(std::move(*loaded));
+    } else if (rt->options.engine == Engine::jit) {
         auto jit = JitProgram::create(st->insns, rt->helpers, vo);
         if (!jit) return jit.error();
         st->jit.emplace(std::move(*jit));
@@ -371,6 +383,7 @@ Features features() {
     Features f;
     f.engines = {"interpreter"};
     if (jit_available()) f.engines.push_back("jit");
+    if (aot::compile_available()) f.engines.push_back("aot");
     for (MapType t : {MapType::hash, MapType::array, MapType::prog_array, MapType::perf_event_array,
                       MapType::percpu_hash, MapType::percpu_array, MapType::stack_trace, MapType::lru_hash,
                       MapType::lru_percpu_hash, MapType::lpm_trie, MapType::array_of_maps, MapType::hash_of_maps,

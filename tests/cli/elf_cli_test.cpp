@@ -30,9 +30,11 @@ TEST_F(ElfCli, RunPicksTheProgramBySectionOrName) {
     EXPECT_EQ(o.out, "0x0\n");  // a ring buffer record reserved and submitted
     o = run(cli + " run " + counter + " --section count --mem " + key3);
     EXPECT_EQ(o.status, 0) << o.err;
-    o = run(cli + " run " + counter + " --section count --engine jit --mem " + key3);
-    EXPECT_EQ(o.status, 0) << o.err;
-    EXPECT_EQ(o.out, "0x0\n");
+    for (const char* engine : {"jit", "aot"}) {
+        o = run(cli + " run " + counter + " --section count --engine " + engine + " --mem " + key3);
+        EXPECT_EQ(o.status, 0) << engine << ": " << o.err;
+        EXPECT_EQ(o.out, "0x0\n") << engine;
+    }
 }
 
 TEST_F(ElfCli, AmbiguousOrUnknownSectionIsOneLineError) {

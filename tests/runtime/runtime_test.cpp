@@ -1,3 +1,4 @@
+#include <ebpfrt/aot.hpp>
 #include <ebpfrt/jit.hpp>
 #include <ebpfrt/runtime.hpp>
 
@@ -115,15 +116,20 @@ TEST_P(Features, MapInMap) {
 std::vector<Engine> engines() {
     std::vector<Engine> e{Engine::interpreter};
     if (jit_available()) e.push_back(Engine::jit);
+    if (aot::compile_available()) e.push_back(Engine::aot);
     return e;
 }
 INSTANTIATE_TEST_SUITE_P(Engines, Features, ::testing::ValuesIn(engines()),
-                         [](const auto& info) { return info.param == Engine::jit ? std::string("jit") : std::string("interpreter"); });
+                         [](const auto& info) {
+                             return std::string(info.param == Engine::jit   ? "jit"
+                                                : info.param == Engine::aot ? "aot"
+                                                                            : "interpreter");
+                         });
 
 TEST(Runtime, UnresolvedCallsAndBadEnginesAreErrors) {
-    auto aot = Runtime::create({.engine = Engine::aot});
-    ASSERT_FALSE(aot);
-    EXPECT_EQ(aot.error().code(), Errc::unsupported);
+    auto bad = Runtime::create({.engine = static_cast<Engine>(9)});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code(), Errc::invalid_argument);
 
     auto rt = Runtime::create().value();
     // A program calling a helper the runtime does not have.
@@ -295,8 +301,8 @@ namespace {
 TEST(JitRuntime, InlinedArrayLookupsCountLikeTheHelper) {
     if (!jit_available()) GTEST_SKIP() << "built without LLVM";
     auto obj = Object::open(COUNTER_OBJECT).value();
-    for (Engine e : {Engine::interpreter, Engine::jit}) {
-        SCOPED_TRACE(e == Engine::jit ? "jit" : "interpreter");
+    for (Engine e : {Engine::interpreter, Engine::jit, Engine::aot}) {
+        SCOPED_TRACE(e == Engine::jit ? "jit" : e == Engine::aot ? "aot" : "interpreter");
         auto rt = Runtime::create({.engine = e}).value();
         auto coll = rt.load(obj).value();
         auto hcounts = coll.map<std::uint32_t, std::uint64_t>("hcounts").value();
