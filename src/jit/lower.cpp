@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/MDBuilder.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
@@ -118,10 +119,14 @@ private:
         Function* f = b_.GetInsertBlock()->getParent();
         auto* slow = BasicBlock::Create(ctx_, "check.slow", f);
         auto* done = BasicBlock::Create(ctx_, "check.ok", f);
-        b_.CreateCondBr(in_frame, done, slow);
+        // The slow path is cold, and the check only reads memory (or ends the run): LLVM may keep
+        // values in registers across it.
+        b_.CreateCondBr(in_frame, done, slow, llvm::MDBuilder(ctx_).createBranchWeights(1u << 20, 1));
         b_.SetInsertPoint(slow);
         auto* type = llvm::FunctionType::get(Type::getVoidTy(ctx_), {ptr_, i64_, i64_, i32_, i32_}, false);
-        b_.CreateCall(callee(req_.rt.check, type), {run_, addr, b_.getInt64(size), i32(insn), i32(kind)});
+        auto* call = b_.CreateCall(callee(req_.rt.check, type), {run_, addr, b_.getInt64(size), i32(insn), i32(kind)});
+        call->setOnlyReadsMemory();
+        call->setDoesNotThrow();
         b_.CreateBr(done);
         b_.SetInsertPoint(done);
     }
