@@ -15,7 +15,6 @@
 #include <llvm/IR/Module.h>
 #include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/MC/TargetRegistry.h>
-#include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/CodeGen.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
@@ -32,26 +31,6 @@
 namespace ebpfrt::aot {
 namespace {
 
-// Same pipeline as the JIT (jit.cpp).
-void optimise(llvm::Module& m, unsigned level, llvm::TargetMachine* tm) {
-    llvm::LoopAnalysisManager lam;
-    llvm::FunctionAnalysisManager fam;
-    llvm::CGSCCAnalysisManager cgam;
-    llvm::ModuleAnalysisManager mam;
-    llvm::PassBuilder pb(tm);
-    pb.registerModuleAnalyses(mam);
-    pb.registerCGSCCAnalyses(cgam);
-    pb.registerFunctionAnalyses(fam);
-    pb.registerLoopAnalyses(lam);
-    pb.crossRegisterProxies(lam, fam, cgam, mam);
-    const llvm::OptimizationLevel ol = level == 0   ? llvm::OptimizationLevel::O0
-                                       : level == 1 ? llvm::OptimizationLevel::O1
-                                       : level == 2 ? llvm::OptimizationLevel::O2
-                                                    : llvm::OptimizationLevel::O3;
-    llvm::ModulePassManager mpm =
-        level == 0 ? pb.buildO0DefaultPipeline(ol) : pb.buildPerModuleDefaultPipeline(ol);
-    mpm.run(m, mam);
-}
 
 // The targets objects can be made for (libLLVM has them all; these are the ones we name).
 void init_targets() {
@@ -221,7 +200,7 @@ Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target&
         meta.functions.push_back(start == 0 ? o.entry : jit::function_name(o.entry, start));
     m.setDataLayout(tm.createDataLayout());
     m.setTargetTriple(machine->triple);
-    optimise(m, std::min(target.opt_level, 3u), &tm);
+    jit::optimise(m, std::min(target.opt_level, 3u), &tm);
 
     // After optimisation, so that no pass looks at it: the metadata section, not referenced by code.
     const auto bytes = detail::encode_aot_meta(meta);

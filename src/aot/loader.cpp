@@ -2,7 +2,7 @@
 // The object is untrusted input as far as its structure goes: every offset, size, index and name is
 // checked before use, and anything unexpected is a bad_elf error. (Its code is of course run as is.)
 // Layout: one mapping with the executable sections, then the read-only ones, then the writable ones,
-// each group page-aligned so it gets its own protection; call stubs for far external targets sit at
+// each group page-aligned so it gets its own protection; call trampolines for far external targets sit at
 // the end of the executable group.
 
 #include <elf.h>
@@ -38,7 +38,7 @@ constexpr std::uint16_t host_machine = EM_NONE;  // no loader for this host: loa
 #endif
 
 constexpr std::uint64_t max_section_bytes = std::uint64_t{1} << 30;
-constexpr std::size_t stub_bytes = 16;
+constexpr std::size_t trampoline_bytes = 16;
 
 template <class T> bool read_at(std::span<const std::byte> in, std::uint64_t off, T& out) {
     if (off > in.size() || sizeof(T) > in.size() - off) return false;
@@ -246,26 +246,26 @@ private:
             g += s.h.sh_size;
             if (g > max_section_bytes) return bad("the sections are too large");
         }
-        // One stub per undefined symbol at most.
+        // One trampoline per undefined symbol at most.
         std::uint64_t undefined = 0;
         for (std::size_t i = 1; i < nsyms_; ++i) {
             Elf64_Sym s{};
             read_at(in_, symtab_off_ + i * sizeof(Elf64_Sym), s);
             if (s.st_shndx == SHN_UNDEF) ++undefined;
         }
-        group_size[0] = (group_size[0] + stub_bytes - 1) / stub_bytes * stub_bytes;
-        stubs_offset_ = group_size[0];
-        stubs_end_ = stubs_offset_ + undefined * stub_bytes;
-        group_size[0] = stubs_end_;
+        group_size[0] = (group_size[0] + trampoline_bytes - 1) / trampoline_bytes * trampoline_bytes;
+        trampolines_offset_ = group_size[0];
+        trampolines_end_ = trampolines_offset_ + undefined * trampoline_bytes;
+        group_size[0] = trampolines_end_;
         auto round = [&](std::uint64_t n) { return (n + page_ - 1) / page_ * page_; };
         group_start_[0] = 0;
         group_start_[1] = round(group_size[0]);
         group_start_[2] = group_start_[1] + round(group_size[1]);
         size_ = group_start_[2] + round(group_size[2]);
         for (std::size_t g = 0; g < 3; ++g) group_end_[g] = group_start_[g] + round(group_size[g]);
-        stubs_offset_ += group_start_[0];
-        stubs_end_ += group_start_[0];
-        next_stub_ = stubs_offset_;
+        trampolines_offset_ += group_start_[0];
+        trampolines_end_ += group_start_[0];
+        next_trampoline_ = trampolines_offset_;
         for (auto& s : sections_)
             if (s.group >= 0) s.offset += group_start_[s.group];
         if (group_size[0] == 0) return bad("no code");
@@ -326,11 +326,11 @@ private:
         return base() + sec.offset + s.st_value;
     }
 
-    // A stub that jumps to `target` (for calls whose displacement cannot reach it).
-    Result<std::uint64_t> stub(std::uint32_t symbol, std::uint64_t target) {
-        if (auto it = stubs_.find(symbol); it != stubs_.end()) return it->second;
-        if (next_stub_ + stub_bytes > stubs_end_) return bad("more call stubs than undefined symbols");
-        auto* p = static_cast<std::byte*>(memory_.get()) + next_stub_;
+    // A trampoline that jumps to `target` (for calls whose displacement cannot reach it).
+    Result<std::uint64_t> trampoline(std::uint32_t symbol, std::uint64_t target) {
+        if (auto it = trampolines_.find(symbol); it != trampolines_.end()) return it->second;
+        if (next_trampoline_ + trampoline_bytes > trampolines_end_) return bad("more call trampolines than undefined symbols");
+        auto* p = static_cast<std::byte*>(memory_.get()) + next_trampoline_;
         if (machine_ == EM_X86_64) {
             const unsigned char code[8] = {0xff, 0x25, 0,    0,
                                            0,    0,    0xcc, 0xcc};  // jmp *0(%rip); the address follows
@@ -342,9 +342,9 @@ private:
             std::memcpy(p, code, 8);
             std::memcpy(p + 8, &target, 8);
         }
-        const std::uint64_t a = base() + next_stub_;
-        next_stub_ += stub_bytes;
-        stubs_[symbol] = a;
+        const std::uint64_t a = base() + next_trampoline_;
+        next_trampoline_ += trampoline_bytes;
+        trampolines_[symbol] = a;
         return a;
     }
 
@@ -416,7 +416,7 @@ private:
         case R_X86_64_PC32: {
             auto d = static_cast<std::int64_t>(v - pc);
             if (!fits_signed(d, 32) && type == R_X86_64_PLT32 && external) {
-                auto st = stub(sym, s);
+                auto st = trampoline(sym, s);
                 if (!st) return st.error();
                 d = static_cast<std::int64_t>(*st + static_cast<std::uint64_t>(a) - pc);
             }
@@ -468,7 +468,7 @@ private:
         case R_AARCH64_JUMP26: {
             auto d = static_cast<std::int64_t>(v - pc);
             if (!fits_signed(d, 28) && external) {
-                auto st = stub(sym, s);
+                auto st = trampoline(sym, s);
                 if (!st) return st.error();
                 d = static_cast<std::int64_t>(*st + static_cast<std::uint64_t>(a) - pc);
             }
@@ -503,9 +503,9 @@ private:
     std::uint64_t symtab_off_ = 0;
     std::uint64_t page_ = 4096, size_ = 0;
     std::uint64_t group_start_[3] = {}, group_end_[3] = {};
-    std::uint64_t stubs_offset_ = 0, stubs_end_ = 0, next_stub_ = 0;
+    std::uint64_t trampolines_offset_ = 0, trampolines_end_ = 0, next_trampoline_ = 0;
     std::shared_ptr<void> memory_;
-    std::map<std::uint32_t, std::uint64_t> resolved_, stubs_;
+    std::map<std::uint32_t, std::uint64_t> resolved_, trampolines_;
 };
 
 std::optional<std::uint32_t> parse_u32(std::string_view s) {

@@ -16,7 +16,6 @@
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
-#include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/Error.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
@@ -75,25 +74,6 @@ OrcEngine& orc() {
 
 jit::Callee addr(const void* p) { return jit::Callee{reinterpret_cast<std::uint64_t>(p), {}}; }
 
-void optimise(llvm::Module& m, unsigned level, llvm::TargetMachine* tm) {
-    llvm::LoopAnalysisManager lam;
-    llvm::FunctionAnalysisManager fam;
-    llvm::CGSCCAnalysisManager cgam;
-    llvm::ModuleAnalysisManager mam;
-    llvm::PassBuilder pb(tm);
-    pb.registerModuleAnalyses(mam);
-    pb.registerCGSCCAnalyses(cgam);
-    pb.registerFunctionAnalyses(fam);
-    pb.registerLoopAnalyses(lam);
-    pb.crossRegisterProxies(lam, fam, cgam, mam);
-    const llvm::OptimizationLevel ol = level == 0   ? llvm::OptimizationLevel::O0
-                                       : level == 1 ? llvm::OptimizationLevel::O1
-                                       : level == 2 ? llvm::OptimizationLevel::O2
-                                                    : llvm::OptimizationLevel::O3;
-    llvm::ModulePassManager mpm =
-        level == 0 ? pb.buildO0DefaultPipeline(ol) : pb.buildPerModuleDefaultPipeline(ol);
-    mpm.run(m, mam);
-}
 
 }  // namespace
 
@@ -234,7 +214,7 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
     if (!tm) return Error(Errc::unsupported, fmt::format("JIT: {}", llvm::toString(tm.takeError())));
     m.setDataLayout((*tm)->createDataLayout());
     m.setTargetTriple((*tm)->getTargetTriple().str());
-    optimise(m, std::min(jo.opt_level, 3u), tm->get());
+    jit::optimise(m, std::min(jo.opt_level, 3u), tm->get());
     if (std::getenv("EBPFRT_JIT_DUMP") != nullptr) m.print(llvm::errs(), nullptr);  // debugging aid
 
     auto& dylib = e.jit->getMainJITDylib();

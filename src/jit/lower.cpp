@@ -16,6 +16,7 @@
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
+#include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/raw_ostream.h>
 
 #include "jit/rt_abi.hpp"
@@ -565,5 +566,24 @@ private:
 std::string function_name(const std::string& entry, std::size_t start) { return fmt::format("{}.f{}", entry, start); }
 
 Result<Lowered> lower(llvm::LLVMContext& ctx, const LowerRequest& req) { return Lowering(ctx, req).run(); }
+
+void optimise(llvm::Module& m, unsigned level, llvm::TargetMachine* tm) {
+    llvm::LoopAnalysisManager lam;
+    llvm::FunctionAnalysisManager fam;
+    llvm::CGSCCAnalysisManager cgam;
+    llvm::ModuleAnalysisManager mam;
+    llvm::PassBuilder pb(tm);
+    pb.registerModuleAnalyses(mam);
+    pb.registerCGSCCAnalyses(cgam);
+    pb.registerFunctionAnalyses(fam);
+    pb.registerLoopAnalyses(lam);
+    pb.crossRegisterProxies(lam, fam, cgam, mam);
+    const llvm::OptimizationLevel ol = level == 0   ? llvm::OptimizationLevel::O0
+                                       : level == 1 ? llvm::OptimizationLevel::O1
+                                       : level == 2 ? llvm::OptimizationLevel::O2
+                                                    : llvm::OptimizationLevel::O3;
+    llvm::ModulePassManager mpm = level == 0 ? pb.buildO0DefaultPipeline(ol) : pb.buildPerModuleDefaultPipeline(ol);
+    mpm.run(m, mam);
+}
 
 }  // namespace ebpfrt::jit

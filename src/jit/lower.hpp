@@ -20,6 +20,7 @@
 namespace llvm {
 class LLVMContext;
 class Module;
+class TargetMachine;
 }  // namespace llvm
 
 namespace ebpfrt::jit {
@@ -73,6 +74,10 @@ struct Lowered {
 
 /// Lowers a validated program. Errors: invalid_argument for what LLVM's verifier rejects (a bug).
 Result<Lowered> lower(llvm::LLVMContext& ctx, const LowerRequest& req);
+
+/// Runs LLVM's default pipeline for `opt_level` (0-3) on a lowered module; shared by the JIT and AOT
+/// so both make the same code.
+void optimise(llvm::Module& m, unsigned opt_level, llvm::TargetMachine* tm);
 
 /// Name of the LLVM function for the BPF function starting at `start`.
 std::string function_name(const std::string& entry, std::size_t start);

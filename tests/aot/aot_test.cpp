@@ -39,7 +39,7 @@ std::uint16_t machine_of(const std::vector<std::byte>& obj) {
 }
 
 // Links an object for another machine without running it: every undefined symbol at a fixed address
-// far from the code, so that calls need the loader's stubs.
+// far from the code, so that calls need the loader's trampolines.
 Result<detail::AotImage> link_elsewhere(const std::vector<std::byte>& obj, std::uint16_t machine) {
     return detail::link_aot(obj, machine,
                             [](std::string_view) -> Result<std::uint64_t> { return 0x7f0012345678ull; });
@@ -173,8 +173,8 @@ TEST(AotCross, BadTargetsAreErrors) {
     EXPECT_EQ(macho.error().code(), Errc::unsupported);
 }
 
-// An aarch64 call to a helper becomes a CALL26 to a stub that loads the helper's address.
-TEST(AotCross, Aarch64CallsGoThroughStubs) {
+// An aarch64 call to a helper becomes a CALL26 to a trampoline that loads the helper's address.
+TEST(AotCross, Aarch64CallsGoThroughTrampolines) {
     auto object =
         aot::compile(asm_or_die("call 7\nexit\n"), {.triple = "aarch64-linux-gnu"}, {.checked = false});
     ASSERT_TRUE(object) << object.error().message();
@@ -190,13 +190,13 @@ TEST(AotCross, Aarch64CallsGoThroughStubs) {
         std::memcpy(&insn, code + (a - base), 4);
         if ((insn & 0xfc000000u) != 0x94000000u) continue;  // BL
         auto imm = static_cast<std::int32_t>(insn << 6) >> 6;
-        const std::uint64_t stub = a + static_cast<std::int64_t>(imm) * 4;
-        ASSERT_LT(stub - base, image->size);
+        const std::uint64_t trampoline = a + static_cast<std::int64_t>(imm) * 4;
+        ASSERT_LT(trampoline - base, image->size);
         std::uint32_t ldr = 0, br = 0;
         std::uint64_t target = 0;
-        std::memcpy(&ldr, code + (stub - base), 4);
-        std::memcpy(&br, code + (stub - base) + 4, 4);
-        std::memcpy(&target, code + (stub - base) + 8, 8);
+        std::memcpy(&ldr, code + (trampoline - base), 4);
+        std::memcpy(&br, code + (trampoline - base) + 4, 4);
+        std::memcpy(&target, code + (trampoline - base) + 8, 8);
         EXPECT_EQ(ldr, 0x58000050u);
         EXPECT_EQ(br, 0xd61f0200u);
         EXPECT_EQ(target, 0x7f0012345678ull);
