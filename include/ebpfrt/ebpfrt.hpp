@@ -11,4 +11,5 @@
 #include <ebpfrt/maps.hpp>
 #include <ebpfrt/result.hpp>
 #include <ebpfrt/runtime.hpp>
+#include <ebpfrt/verifier.hpp>
 #include <ebpfrt/vm.hpp>

@@ -13,6 +13,10 @@ namespace ebpfrt::cli {
 /// `ebpfrt inspect FILE`: programs, maps, globals and relocations of an ELF object. Exit status.
 int inspect(const std::vector<std::string>& args);
 
+/// `ebpfrt verify FILE [--type T] [--section S] [--btf VMLINUX]`: one line per program. Exit status
+/// 0 when every program is accepted, 1 otherwise.
+int verify(const std::vector<std::string>& args);
+
 /// Options of `ebpfrt run` that apply to ELF objects.
 struct RunOptions {
     std::string section;          ///< section or program name (may be empty when there is one program)

@@ -1,4 +1,4 @@
-// The `ebpfrt` command: run, disasm, asm, inspect, map. Errors are one line on stderr and exit status 1.
+// The `ebpfrt` command: run, disasm, asm, inspect, verify, map. Errors are one line on stderr and exit status 1.
 
 #include <chrono>
 #include <cstdint>
@@ -45,6 +45,12 @@ commands:
   inspect FILE [--btf VMLINUX]
         programs (section, type, instruction count), maps (type, key/value size, max_entries),
         globals and a relocation summary of an ELF object; --btf names the CO-RE target BTF
+  verify FILE [--type TYPE] [--section S] [--btf VMLINUX] [--states N] [--log]
+        run the verifier on every program (or the one in section or named S) of an ELF object, as the
+        program type its section names (or TYPE: xdp, sched_cls, kprobe, ...): one line per program,
+        "accepted" or the first reason for rejection with the instruction; exit status 1 if any is rejected;
+        --states N keeps up to N states apart per instruction (default 128); --log prints every analysed
+        instruction with the registers it sees
   map list (--shm NAME | FILE)
         the maps of a shared-memory arena, or of an object as loaded
   map dump MAP (--shm NAME [--object FILE] | FILE)
@@ -281,6 +287,7 @@ int main(int argc, char** argv) {
     if (cmd == "asm") return cmd_asm(args);
     if (cmd == "aot") return cmd_aot(args);
     if (cmd == "inspect") return cli::inspect(args);
+    if (cmd == "verify") return cli::verify(args);
     if (cmd == "map") return cli::map_command(args);
     return fail(fmt::format("unknown command \"{}\" (see ebpfrt help)", cmd));
 }

@@ -78,7 +78,10 @@ Result<std::pair<std::vector<Step>, FieldInfo>> local_path(const Btf& btf, std::
             const BtfMember& m = ty.members[acc[i]];
             f.bit_offset += m.bit_offset;
             f.bitfield_size = m.bitfield_size;
-            steps.push_back({false, acc[i], m.name});
+            // Anonymous struct/union members are not matched by position: the next named member is
+            // looked up through the target's anonymous members (as libbpf does), since the kernel's
+            // anonymous unions are often ordered differently from the program's headers.
+            if (!m.name.empty() || i + 1 == acc.size()) steps.push_back({false, acc[i], m.name});
             t = btf.skip_modifiers(m.type);
             f.type = m.type;
         } else if (ty.kind == BtfKind::array) {

@@ -8,6 +8,7 @@
 #include <sys/utsname.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -270,6 +271,14 @@ private:
 
     // --- maps -------------------------------------------------------------------------------------
     Result<void> read_legacy_maps() {
+        // Every legacy definition in file order, with its raw fields and layout size, for the inner
+        // maps of map-in-map (which may sit in another "maps/..." section).
+        struct Def {
+            std::size_t index;
+            std::size_t size;
+            std::array<std::uint32_t, 9> raw;
+        };
+        std::vector<Def> defs;
         for (const auto& s : sections_) {
             if (s.name != "maps" && !starts_with(s.name, "maps/")) continue;
             std::vector<const Symbol*> syms;
@@ -299,9 +308,28 @@ private:
                     const std::uint32_t f6 = read_u32(s.data, sym->value + 24);
                     if (s.name == "maps" && f6 <= 2) m.pinning = static_cast<Pinning>(f6);
                 }
+                std::array<std::uint32_t, 9> raw{};
+                for (std::size_t k = 0; k < raw.size() && k * 4 + 4 <= def_size; ++k)
+                    raw[k] = read_u32(s.data, sym->value + k * 4);
+                defs.push_back(Def{obj_.maps_.size(), def_size, raw});
                 map_by_symbol_[{s.index, sym->value}] = obj_.maps_.size();
                 obj_.maps_.push_back(std::move(m));
             }
+        }
+        // Inner maps of legacy map-in-map: iproute2's bpf_elf_map names the inner map by its `id`
+        // (inner_id, 36-byte layout); samples/bpf's bpf_map_def by its index (inner_map_idx). A
+        // reference that matches nothing leaves the map without an inner spec (creating it fails).
+        for (const Def& d : defs) {
+            MapSpec& m = obj_.maps_[d.index];
+            if (m.type != MapType::array_of_maps && m.type != MapType::hash_of_maps) continue;
+            std::optional<std::size_t> inner;
+            if (d.size >= 36) {
+                for (const Def& o : defs)
+                    if (o.index != d.index && d.raw[7] != 0 && o.raw[5] == d.raw[7]) inner = o.index;
+            } else if (d.raw[5] < defs.size() && defs[d.raw[5]].index != d.index) {
+                inner = defs[d.raw[5]].index;
+            }
+            if (inner) m.inner = std::make_shared<const MapSpec>(obj_.maps_[*inner]);
         }
         return {};
     }
