@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of a build and writes bench/RESULTS.md: the interpreter-vs-native section,
-# generated from this run (bench/interp/report.py), followed by bench/maps/RESULTS-maps.md (static).
+# generated from this run (bench/interp/report.py); our JIT against native and against the kernel's
+# JIT, same run (bench/report_jit.py, which also draws bench/jit_vs_native.png with gnuplot when it is
+# installed: apt-get install gnuplot-nox); bench/maps/RESULTS-maps.md (static); JIT compile latency.
+# The kernel JIT baseline needs bpf() (root); without it those benchmarks are skipped with a message.
 #
 #   bench/run.sh BUILD_DIR [extra Google Benchmark arguments for the interpreter bench]
 #
@@ -37,8 +40,21 @@ if [[ -z "$interp" ]]; then
 fi
 
 args=(--benchmark_repetitions=3 --benchmark_enable_random_interleaving=true --benchmark_format=json "$@")
-echo "run: $interp ${args[*]}" >&2
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "run: $interp ${args[*]} (load average $load_before)" >&2
 "$interp" "${args[@]}" >"$build/bench-interp.json"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+if ! command -v gnuplot >/dev/null; then
+    echo "run: gnuplot not found (apt-get install gnuplot-nox): bench/jit_vs_native.png is not redrawn" >&2
+fi
+root=$(cd "$here/.." && pwd)
+python3 "$here/report_jit.py" \
+    --json "$build/bench-interp.json" \
+    --out "$build/bench-jit-kernel.md" \
+    --png "$here/jit_vs_native.png" \
+    --data "$build/bench-jit-kernel.dat" \
+    --load-before "$load_before" --load-after "$load_after" \
+    --command "${interp#"$root"/} ${args[*]}"
 
 maps=$(find_bin ebpfrt_bench_maps)
 if [[ -n "$maps" ]]; then
@@ -48,7 +64,7 @@ if [[ -n "$maps" ]]; then
 fi
 
 # JIT compile latency (when built with LLVM): a markdown section appended after the maps section.
-appends=(--append "$here/maps/RESULTS-maps.md")
+appends=(--append "$build/bench-jit-kernel.md" --append "$here/maps/RESULTS-maps.md")
 jitc=$(find_bin ebpfrt_bench_jit_compile)
 if [[ -n "$jitc" ]]; then
     echo "run: $jitc --benchmark_format=json" >&2
@@ -79,7 +95,6 @@ PY
     appends+=(--append "$build/bench-jit-compile.md")
 fi
 
-root=$(cd "$here/.." && pwd)
 python3 "$here/interp/report.py" \
     --json "$build/bench-interp.json" \
     --build-dir "$build" \
