@@ -39,7 +39,12 @@ struct RuntimeOptions {
     Engine engine = Engine::interpreter;
     /// Maps live in this named arena; without one each load gets a private arena sized from its maps.
     std::optional<ShmSpec> shared_memory{};
-    /// Bounds-check every memory access of programs (on until the verifier proves programs safe).
+    /// Run the verifier on every program when it is loaded (Runtime::load, load_program): a program it
+    /// cannot prove safe for its type is not loaded (Errc::verifier_rejected, naming the instruction).
+    bool verify = true;
+    /// Bounds-check every memory access of programs at run time as well. The verifier leaves the bounds
+    /// of host-defined contexts (ProgType::unspec, ext) to these checks, since their size is known only
+    /// when the program runs; turn it off only for programs of kernel types that the verifier accepted.
     bool checked = true;
     /// Instructions one run may execute (0 = no limit).
     std::uint64_t insn_budget = 0;
@@ -134,11 +139,12 @@ public:
 
     /// Creates (or, in a shared arena, reuses by name when compatible) the object's maps, resolves map,
     /// global and tail-call references, and prepares every program for the engine.
-    /// Errors: unsupported (engine, unresolved extern call, unknown helper), already_exists (a shared
-    /// map of the same name with another shape), out_of_memory, invalid_argument (validation).
+    /// Errors: verifier_rejected (RuntimeOptions::verify), unsupported (engine, unresolved extern call,
+    /// unknown helper), already_exists (a shared map of the same name with another shape),
+    /// out_of_memory, invalid_argument (validation).
     Result<Collection> load(const Object& object);
 
-    /// Prepares raw bytecode as a program named `name` (no maps; helpers by id).
+    /// Prepares raw bytecode as a program named `name` (no maps; helpers by id). Errors: as for load().
     Result<Program> load_program(std::string_view name, std::span<const Insn> code,
                                  ProgType type = ProgType::unspec);
 

@@ -54,6 +54,10 @@ struct VerifyOptions {
     std::size_t ctx_size = 0;
     /// Abstract instruction visits before giving up ("program too complex").
     std::size_t max_visits = 2'000'000;
+    /// Loads from read-only maps (BPF_F_RDONLY_PROG, e.g. .rodata) at known offsets are the constants of
+    /// MapSpec::initial_value, as the kernel reads frozen maps (so `const volatile` switches prune code).
+    /// Only sound if nobody writes the map after verification.
+    bool fold_readonly_maps = true;
     /// States kept apart at one program point before new ones are joined (more: more precise, slower).
     std::size_t max_states_per_point = 128;
     /// When set, receives one line per analysed instruction with the registers it reads (like the

@@ -68,6 +68,13 @@ int verify(const std::vector<std::string>& args) {
         ++checked;
         VerifyOptions options{.type = type.value_or(p.type), .maps = obj->maps()};
         options.max_states_per_point = states;
+        if (!p.unresolved_calls.empty()) {
+            // The ELF loader leaves such calls unlinked; loading the program would fail on them first.
+            all_ok = false;
+            std::printf("%s: rejected: verify \"%s\": calls undefined function \"%s\"\n", p.name.c_str(),
+                        p.name.c_str(), p.unresolved_calls.front().c_str());
+            continue;
+        }
         if (log) options.log = [](std::string_view line) { std::printf("%.*s\n", int(line.size()), line.data()); };
         VerifyReport report;
         auto ok = ebpfrt::verify(p.name, p.insns, options, &report);

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <ebpfrt/aot.hpp>
+#include <ebpfrt/verifier.hpp>
 
 namespace ebpfrt {
 
@@ -288,6 +289,10 @@ void register_program(detail::RuntimeState& rt, const std::shared_ptr<const deta
 }  // namespace
 
 Result<Program> Runtime::load_program(std::string_view name, std::span<const Insn> code, ProgType type) {
+    if (s_->options.verify) {
+        if (auto ok = verify(name, code, {.type = type, .helpers = &s_->helpers}); !ok)
+            return ok.error().wrap(fmt::format("load \"{}\"", name));
+    }
     auto st = prepare(s_, name, std::vector<Insn>(code.begin(), code.end()), {});
     if (!st) return st.error().wrap(fmt::format("load \"{}\"", name));
     (*st)->type = type;
@@ -353,6 +358,13 @@ Result<Collection> Runtime::load(const Object& object) {
         if (!ps.unresolved_calls.empty())
             return Error(Errc::unsupported, fmt::format("{}: program \"{}\" calls undefined function \"{}\"", where,
                                                         ps.name, ps.unresolved_calls.front()));
+        if (s_->options.verify) {
+            // Read-only maps are not folded to constants: the host may still write .rodata through
+            // Collection::global() after the load, which the kernel's frozen maps forbid.
+            VerifyOptions vo{.type = ps.type, .maps = object.maps(), .helpers = &s_->helpers};
+            vo.fold_readonly_maps = false;
+            if (auto ok = verify(ps.name, ps.insns, vo); !ok) return ok.error().wrap(where);
+        }
         auto st = prepare(s_, ps.name, ps.insns, maps);
         if (!st) return st.error().wrap(fmt::format("{}: program \"{}\"", where, ps.name));
         (*st)->section = ps.section;

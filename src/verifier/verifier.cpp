@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <tuple>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
@@ -123,13 +124,15 @@ struct CtxDesc {
     std::int64_t size = 0;  // 0: unknown, bounds left to the engine
     std::int64_t data = -1, data_end = -1, data_meta = -1;  // offsets of packet pointer fields
     bool read_only = false;
+    int ptr_size = 4;  // bytes of a packet pointer field (__u32, or __bpf_md_ptr's 8)
 };
 
 CtxDesc ctx_desc(ProgType t) {
     CtxDesc d;
     switch (t) {
-        case ProgType::socket_filter:
-            d = {CtxKind::skb_nopkt, sizeof(__sk_buff)};
+        case ProgType::socket_filter:  // has the fields, but may not read them
+            d = {CtxKind::skb_nopkt, sizeof(__sk_buff), offsetof(__sk_buff, data), offsetof(__sk_buff, data_end),
+                 offsetof(__sk_buff, data_meta)};
             break;
         case ProgType::sched_cls:
         case ProgType::sched_act:
@@ -173,14 +176,17 @@ CtxDesc ctx_desc(ProgType t) {
             break;
         case ProgType::sk_msg:
             d = {CtxKind::sk_msg, sizeof(sk_msg_md), offsetof(sk_msg_md, data), offsetof(sk_msg_md, data_end)};
+            d.ptr_size = 8;
             break;
         case ProgType::sk_reuseport:
             d = {CtxKind::sk_reuseport, sizeof(sk_reuseport_md), offsetof(sk_reuseport_md, data),
                  offsetof(sk_reuseport_md, data_end), -1, true};
+            d.ptr_size = 8;
             break;
         case ProgType::cgroup_sockopt:
             d = {CtxKind::sockopt, sizeof(bpf_sockopt), offsetof(bpf_sockopt, optval),
                  offsetof(bpf_sockopt, optval_end)};
+            d.ptr_size = 8;
             break;
         case ProgType::cgroup_sock: d = {CtxKind::other, sizeof(bpf_sock)}; break;
         case ProgType::cgroup_sock_addr: d = {CtxKind::other, sizeof(bpf_sock_addr)}; break;
@@ -191,6 +197,34 @@ CtxDesc ctx_desc(ProgType t) {
         default: break;  // unspec, ext (host hooks), syscall, netfilter: the host decides the layout
     }
     return d;
+}
+
+// Which helpers a map type goes with (the kernel's check_map_func_compatibility, both directions).
+bool map_fits_helper(MapType t, std::uint32_t helper) {
+    auto any_of = [&](std::initializer_list<std::uint32_t> ids) {
+        for (auto i : ids)
+            if (i == helper) return true;
+        return false;
+    };
+    switch (t) {
+        case MapType::ringbuf: return any_of({130, 131, 134, 198});
+        case MapType::user_ringbuf: return any_of({209});
+        case MapType::prog_array: return any_of({12});
+        case MapType::perf_event_array: return any_of({22, 25, 55, 111, 121});
+        case MapType::stack_trace: return any_of({27});
+        case MapType::queue:
+        case MapType::stack: return any_of({87, 88, 89});
+        case MapType::bloom_filter: return any_of({87, 89});
+        default: break;
+    }
+    // Helpers that need one kind of map.
+    switch (helper) {
+        case 12: case 22: case 25: case 55: case 111: case 121: case 27: case 88:
+        case 130: case 131: case 134: case 198: case 209:
+            return false;  // their map types returned above
+        case 87: case 89: return false;
+        default: return true;
+    }
 }
 
 // Helpers after which packet pointers are invalid (the kernel's bpf_helper_changes_pkt_data).
@@ -722,7 +756,7 @@ struct Verifier {
                     // A read-only map's bytes are known at load time (libbpf freezes .rodata, and the
                     // kernel reads such loads as constants): `const volatile` switches prune code.
                     const MapSpec* m = p.kind == Kind::map_value ? map_spec(p) : nullptr;
-                    if (m && (m->flags & map_flags::rdonly_prog) && p.v.is_const() &&
+                    if (m && opt.fold_readonly_maps && (m->flags & map_flags::rdonly_prog) && p.v.is_const() &&
                         m->initial_value.size() == m->value_size) {
                         std::uint64_t v = 0;
                         for (int i = size - 1; i >= 0; --i)
@@ -848,6 +882,15 @@ struct Verifier {
                                     "a {} program",
                                     regno, size, at, ctx.size, to_string(opt.type)));
         bool pkt_field = at == ctx.data || at == ctx.data_end || at == ctx.data_meta;
+        for (std::int64_t f : {ctx.data, ctx.data_end, ctx.data_meta}) {
+            // A packet pointer field is read whole, with a load of its own size, or not at all.
+            if (f < 0) continue;
+            bool overlaps = at < f + ctx.ptr_size && f < at + size;
+            if (overlaps && (at != f || size != ctx.ptr_size))
+                return fail(fmt::format("r{} reads {} bytes at context offset {}, part of the packet pointer field at "
+                                        "offset {} (read it with a {}-byte load)",
+                                        regno, size, at, f, ctx.ptr_size));
+        }
         if (write) {
             if (ctx.read_only) return fail(fmt::format("write into the context of a {} program", to_string(opt.type)));
             if (pkt_field) return fail(fmt::format("write into the packet pointer field at context offset {}", at));
@@ -1252,7 +1295,8 @@ struct Verifier {
             for (std::size_t i = 0; i < 5; ++i) {
                 switch (hp->args[i]) {
                     case Arg::none: local.args[i] = A::none; break;
-                    case Arg::scalar: local.args[i] = A::any; break;
+                    // A host prototype's default is five scalars: unused ones may be unset.
+                    case Arg::scalar: local.args[i] = A::none; break;
                     case Arg::mem: local.args[i] = A::umem; break;
                     case Arg::mem_ro: local.args[i] = A::mem; break;
                     case Arg::size: local.args[i] = A::size0; break;
@@ -1299,7 +1343,10 @@ struct Verifier {
         for (int i = 0; i < 5; ++i) {
             A a = kp->args[static_cast<std::size_t>(i)];
             int r = i + 1;
-            if (a == A::none) break;
+            if (a == A::none) {
+                if (host) continue;  // host prototypes may leave a scalar between pointer arguments
+                break;
+            }
             if (a == A::size || a == A::size0) continue;  // checked with its memory argument
             if (!read_reg(s, r)) return fail(fmt::format("{}: argument {} (r{}) is not initialised", hname, i + 1, r));
             Reg& reg = f.r[r];
@@ -1333,6 +1380,9 @@ struct Verifier {
                     map = map_spec(reg);
                     map_reg = reg;
                     if (!map) return fail(fmt::format("{}: r{} refers to an unknown map", hname, r));
+                    if (!map_fits_helper(map->type, id))
+                        return fail(fmt::format("{}: map \"{}\" of type {} cannot be used with this helper", hname,
+                                                map->name, to_string(map->type)));
                     break;
                 case A::key:
                 case A::value:
@@ -1676,8 +1726,6 @@ struct Verifier {
                     if (op == isa::op_call) {
                         if (in.opcode & isa::src_x) return fail("callx (call through a register) cannot be verified");
                         if (in.src == isa::call_local) {
-                            if (in.imm == -1)  // how the ELF loader leaves a call to an undefined function
-                                return fail("call to an undefined function (an extern the object does not define)");
                             auto t = static_cast<std::size_t>(static_cast<std::int64_t>(pc) + 1 + in.imm);
                             if (s.frames.size() >= isa::max_call_depth)
                                 return fail(fmt::format("call would exceed {} frames", isa::max_call_depth));
@@ -1742,7 +1790,7 @@ struct Verifier {
     }
 
     bool do_exit(std::uint32_t c, State s) {
-        if (!read_reg(s, 0)) return fail("r0 is not set at exit");
+        if (s.cur().r[0].kind == Kind::uninit) return fail("r0 is not set at exit");
         if (s.frames.size() == 1) return true;
         const auto& chain = ctx_strings[c];
         std::uint32_t site = chain.back();
@@ -1758,6 +1806,13 @@ struct Verifier {
         std::uint32_t pc_ctx = ctx_of(std::move(parent));
         if (site & callback_bit) {
             if (r0.kind != Kind::scalar) return fail("a callback must return a scalar");
+            // bpf_loop, for_each_map_elem, find_vma, user_ringbuf_drain: 0 (go on) or 1 (stop);
+            // timer callbacks: 0 (kernel's retval ranges for callbacks).
+            std::uint32_t helper = static_cast<std::uint32_t>(code[site & ~callback_bit].imm);
+            std::uint64_t max = helper == 170 ? 0 : 1;
+            if (r0.v.umax > max)
+                return fail(fmt::format("callback of helper {} returns r0 in [{}, {}], not in [0, {}]", helper,
+                                        r0.v.smin, r0.v.smax, max));
             // Back to the helper call: its state now includes what the callback did.
             propagate(pc_ctx, site & ~callback_bit, std::move(s));
             return true;

@@ -757,9 +757,11 @@ TEST(CorpusEngines, EveryRunnableProgramGivesTheSameOutcomeOnEveryEngine) {
     RecordProperty("programs_compared", static_cast<int>(as_is.programs + stubbed.programs));
     RecordProperty("objects_skipped", static_cast<int>(n_skipped));
     if (!filter) {
-        // Not vacuous: most of the corpus really ran (237 programs of 75 objects as loaded when this was written).
+        // Not vacuous: most of the corpus really ran (199 programs of 69 objects as loaded once the runtime
+        // verified programs on load; 256 before, when programs of unknown type that call socket-buffer
+        // helpers, and PREVAIL's deliberately unsafe ones, still loaded).
         EXPECT_GE(as_is.objects, 60u);
-        EXPECT_GE(as_is.programs, 200u);
+        EXPECT_GE(as_is.programs, 180u);
         EXPECT_GE(as_is.runs - as_is.faults, 400u) << "most runs should complete, not fault";
     }
 }

@@ -164,7 +164,7 @@ TEST(VerifierRegisters, UninitialisedRegisterRead) {
 }
 
 TEST(VerifierRegisters, R0NotSetAtExit) {
-    EXPECT_TRUE(rejected(run("mov %r2, 1\nexit"), 1, "r0 is read before it is written"));
+    EXPECT_TRUE(rejected(run("mov %r2, 1\nexit"), 1, "r0 is not set at exit"));
 }
 
 TEST(VerifierRegisters, R0SetOnOnePathOnly) {
@@ -177,7 +177,7 @@ set:
 mov %r0, 0
 exit
 )"),
-                         2, "r0 is read before it is written"));
+                         2, "r0 is not set at exit"));
 }
 
 TEST(VerifierStack, UninitialisedStackRead) {
@@ -758,7 +758,7 @@ TEST(VerifierTailCall, LeavesR0Unset) {
     // bpf_tail_call returns only when the call fails, and its prototype returns void: r0 is not set.
     EXPECT_TRUE(rejected(run("lddw %r2, map_idx 0\nmov %r3, 0\ncall 12\nexit", ProgType::sched_cls,
                              {prog_array_map()}),
-                         4, "r0 is read before it is written"));
+                         4, "r0 is not set at exit"));
     EXPECT_TRUE(accepted(run("lddw %r2, map_idx 0\nmov %r3, 0\ncall 12\nmov %r0, 0\nexit", ProgType::sched_cls,
                              {prog_array_map()})));
 }
@@ -918,7 +918,7 @@ TEST(VerifierBpfLoop, CallbackMustReturnAScalar) {
 
 TEST(VerifierBpfLoop, CallbackMustSetR0) {
     EXPECT_TRUE(rejected(run(loop_prog("stdw [%r10-8], 0", "mov %r0, 0", "mov %r1, 0")), 11,
-                         "r0 is read before it is written"));
+                         "r0 is not set at exit"));
 }
 
 TEST(VerifierBpfLoop, CallbackArgumentMustBeAFunction) {
@@ -1179,7 +1179,7 @@ exit
     EXPECT_TRUE(rejected(run(fmt::format(prog, "stb [%r2+14], 1"), ProgType::sched_cls), 5, "only 14 bytes"));
 }
 
-TEST(VerifierPacket, DISABLED_SocketFilterHasNoDirectPacketAccess) {
+TEST(VerifierPacket, SocketFilterHasNoDirectPacketAccess) {
     // The kernel (sk_filter_is_valid_access) rejects loads of __sk_buff data/data_end in socket filters.
     EXPECT_TRUE(rejected(run("ldxw %r2, [%r1+76]\nmov %r0, 0\nexit", ProgType::socket_filter), 0,
                          "cannot access packet data directly"));
@@ -1196,7 +1196,7 @@ TEST(VerifierPacket, DataEndFieldIsNotWritable) {
                          "write into the packet pointer field"));
 }
 
-TEST(VerifierPacket, DISABLED_NarrowLoadOfXdpDataIsRejected) {
+TEST(VerifierPacket, NarrowLoadOfXdpDataIsRejected) {
     // The kernel (__is_valid_xdp_access) only allows 4-byte loads of xdp_md fields. A 1-byte load of
     // `data` is not a packet pointer; using it as one after the usual check dereferences garbage.
     EXPECT_TRUE(rejected(run(R"(
@@ -1215,7 +1215,7 @@ exit
                          0, "context"));
 }
 
-TEST(VerifierPacket, DISABLED_WideLoadOfXdpDataIsRejected) {
+TEST(VerifierPacket, WideLoadOfXdpDataIsRejected) {
     // Same with an 8-byte load at offset 0 (data and data_end read together as one value).
     EXPECT_TRUE(rejected(run(R"(
 ldxdw %r2, [%r1+0]
@@ -1233,7 +1233,7 @@ exit
                          0, "context"));
 }
 
-TEST(VerifierHelpers, DISABLED_RingbufReserveNeedsARingbufMap) {
+TEST(VerifierHelpers, RingbufReserveNeedsARingbufMap) {
     // The kernel checks map types against helpers (check_map_func_compatibility): ringbuf_reserve
     // on a hash map is "cannot pass map_type 1 into func bpf_ringbuf_reserve#131".
     EXPECT_TRUE(rejected(run(R"(
@@ -1253,7 +1253,7 @@ exit
                          4, "ringbuf"));
 }
 
-TEST(VerifierBpfLoop, DISABLED_CallbackReturnMustBeZeroOrOne) {
+TEST(VerifierBpfLoop, CallbackReturnMustBeZeroOrOne) {
     // The kernel requires bpf_loop callbacks to return 0 or 1 ("At callback return the register R0 has
     // ... should have been in [0, 1]").
     EXPECT_TRUE(rejected(run(loop_prog("stdw [%r10-8], 0", "mov %r0, 0", "mov %r0, 5")), 11, "callback"));
