@@ -60,11 +60,6 @@ inline const MapOps& ops(const MapHeader* h) noexcept {
     return o ? *o : empty_ops;
 }
 
-bool host_can_write(const MapHeader* h) noexcept {
-    return !(h->map_flags & map_flags::rdonly) && !h->frozen.load(std::memory_order_relaxed);
-}
-bool host_can_read(const MapHeader* h) noexcept { return !(h->map_flags & map_flags::wronly); }
-
 }  // namespace
 
 const MapOps* ops_for(MapType type) noexcept {
@@ -144,19 +139,12 @@ std::uint32_t sys_value_size(const void* map) noexcept {
 
 long sys_lookup(void* map, const void* key, void* value, std::uint64_t flags) noexcept {
     MapHeader* h = hdr(map);
-    if (flags & ~update_flags::lock) return -EINVAL;
-    if (!host_can_read(h)) return -EPERM;
-    if (flags & update_flags::lock) return -EINVAL;  // no value of ours has a bpf_spin_lock
-    const MapOps& o = ops(h);
-    return o.sys_lookup ? o.sys_lookup(h, key, value, flags) : -EOPNOTSUPP;
+    return sys_lookup_with(ops(h), h, key, value, flags);
 }
 
 long sys_update(void* map, const void* key, const void* value, std::uint64_t flags) noexcept {
     MapHeader* h = hdr(map);
-    if (!host_can_write(h)) return -EPERM;
-    if (flags & update_flags::lock) return -EINVAL;
-    const MapOps& o = ops(h);
-    return o.sys_update ? o.sys_update(h, key, value, flags) : -EOPNOTSUPP;
+    return sys_update_with(ops(h), h, key, value, flags);
 }
 
 long sys_delete(void* map, const void* key) noexcept {

@@ -50,8 +50,10 @@ struct LruLinks {
 
 // A lock stripe and the one spare element it may keep: replacing a key takes the spare and leaves the old
 // element as the new spare, so the common update never touches the shared free list.
+// The lock is an OwnerLock, not a RobustMutex: an update holds it for a few tens of nanoseconds, and the
+// robust pthread mutex (out-of-line calls, robust-list bookkeeping, an atomic on both sides) was half of it.
 struct alignas(64) HashStripe {
-    RobustMutex m;
+    OwnerLock m;
     std::uint32_t spare;  // no_index, or an element that is neither linked nor free
 };
 
@@ -65,6 +67,7 @@ struct HashMap {
     std::uint8_t lru, percpu, of_maps, prealloc;
     std::atomic<std::uint32_t> count;         // linked elements (repaired by repair())
     std::atomic<std::uint32_t> needs_repair;  // set by whoever inherits a lock from a dead owner
+    std::atomic<std::uint32_t> repairs;       // repairs done (for tests and diagnostics)
     std::uint32_t lru_head, lru_tail;         // most and least recently inserted (under the single lock)
     std::uint64_t buckets_off;                // std::atomic<std::uint32_t>[n_buckets], from the header
     std::uint64_t locks_off;                  // HashStripe[n_locks]
@@ -79,6 +82,29 @@ HashStripe* locks(HashMap* m) noexcept { return reinterpret_cast<HashStripe*>(at
 HashElem* elem(HashMap* m, std::uint32_t idx) noexcept {
     return reinterpret_cast<HashElem*>(m->pool.elem(idx));
 }
+// Elements by index for the length of one operation. A preallocated pool is a single chunk
+// (pool_chunk_shift), so its base is loaded once here instead of once per element visited: that load sat on
+// the dependency chain of every bucket walk.
+class Elems {
+public:
+    explicit Elems(HashMap* m) noexcept
+        : pool_(&m->pool), size_(m->pool.elem_size),
+          base_(m->pool.n_chunk_slots == 1 ? m->pool.chunk_table()[0].load(std::memory_order_acquire)
+                                           : nullptr) {}
+    HashElem* operator[](std::uint32_t idx) const noexcept {
+        // No base: several chunks, or the only one is not published yet (then pool_->elem sees it if it
+        // was published since, as an index into it implies).
+        if (base_) [[likely]]
+            return reinterpret_cast<HashElem*>(base_ + std::size_t(idx) * size_);
+        return reinterpret_cast<HashElem*>(pool_->elem(idx));
+    }
+
+private:
+    Pool* pool_;
+    std::uint32_t size_;
+    std::byte* base_;
+};
+
 std::byte* key_of(HashMap* m, HashElem* e) noexcept { return reinterpret_cast<std::byte*>(e) + m->key_off; }
 std::byte* value_of(HashMap* m, HashElem* e) noexcept {
     return reinterpret_cast<std::byte*>(e) + m->value_off;
@@ -90,6 +116,23 @@ std::uint32_t hash_key(HashMap* m, const void* key) noexcept {
 }
 std::uint32_t bucket_of(HashMap* m, std::uint32_t hash) noexcept { return hash & (m->n_buckets - 1); }
 bool is_null(std::uint32_t idx) noexcept { return idx & null_bit; }
+
+// Keys and values of 4, 8 or 16 bytes are copied with a load and a store (or two), not a call to memcpy.
+void copy_bytes(void* dst, const void* src, std::uint32_t n) noexcept {
+    switch (n) {
+    case 4:
+        std::memcpy(dst, src, 4);
+        return;
+    case 8:
+        std::memcpy(dst, src, 8);
+        return;
+    case 16:
+        std::memcpy(dst, src, 16);
+        return;
+    default:
+        std::memcpy(dst, src, n);
+    }
+}
 
 template <std::size_t N>
 bool bytes_eq(const void* a, const void* b) noexcept {
@@ -234,6 +277,7 @@ void repair(HashMap* m) noexcept {
         for (std::uint32_t s = 0; s < m->n_locks; ++s) locks(m)[s].spare = no_index;
         m->count.store(linked, std::memory_order_relaxed);
         m->needs_repair.store(0, std::memory_order_relaxed);
+        m->repairs.fetch_add(1, std::memory_order_relaxed);
     }
     unlock_all(m);
 }
@@ -241,14 +285,18 @@ void repair(HashMap* m) noexcept {
 // ---- lookup ----
 
 // Lock-free search. Restarts when the walk ends in another bucket's marker (we followed a reused element).
-HashElem* find(HashMap* m, const void* key, std::uint32_t hash) noexcept {
+// With `gen`, also the element's generation, read before its key was compared: a caller that copies the
+// value and finds the generation unchanged afterwards copied the element it matched.
+HashElem* find(HashMap* m, const void* key, std::uint32_t hash, std::uint32_t* gen = nullptr) noexcept {
     std::uint32_t b = bucket_of(m, hash);
     std::uint32_t limit = m->pool.capacity + 1;
+    Elems elems(m);
     for (;;) {
         std::uint32_t idx = buckets(m)[b].load(std::memory_order_acquire);
         std::uint32_t steps = 0;
         while (!is_null(idx) && steps++ < limit) {
-            HashElem* e = elem(m, idx);
+            HashElem* e = elems[idx];
+            if (gen) *gen = gen_of(e).load(std::memory_order_acquire);
             if (key_eq(m, e, hash, key)) return e;
             idx = e->next.load(std::memory_order_acquire);
         }
@@ -257,12 +305,13 @@ HashElem* find(HashMap* m, const void* key, std::uint32_t hash) noexcept {
 }
 
 // Under the stripe lock: the element and the link that points to it.
-HashElem* find_locked(HashMap* m, std::uint32_t b, const void* key, std::uint32_t hash,
-                      std::atomic<std::uint32_t>** link) noexcept {
+[[gnu::always_inline]] inline HashElem* find_locked(HashMap* m, const Elems& elems, std::uint32_t b,
+                                                    const void* key, std::uint32_t hash,
+                                                    std::atomic<std::uint32_t>** link) noexcept {
     std::atomic<std::uint32_t>* l = &buckets(m)[b];
     for (std::uint32_t idx = l->load(std::memory_order_relaxed); !is_null(idx);
          idx = l->load(std::memory_order_relaxed)) {
-        HashElem* e = elem(m, idx);
+        HashElem* e = elems[idx];
         if (key_eq(m, e, hash, key)) {
             *link = l;
             return e;
@@ -311,7 +360,7 @@ void copy_out(HashMap* m, HashElem* e, void* out) noexcept {
     } else if (m->percpu) {
         std::memcpy(out, value_of(m, e), m->elem_value_bytes);
     } else {
-        std::memcpy(out, value_of(m, e), m->h.value_size);
+        copy_bytes(out, value_of(m, e), m->h.value_size);
     }
 }
 
@@ -319,10 +368,9 @@ long hash_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t) 
     HashMap* m = hm(h);
     std::uint32_t hash = hash_key(m, key);
     for (;;) {
-        HashElem* e = find(m, key, hash);
+        std::uint32_t g = 0;
+        HashElem* e = find(m, key, hash, &g);
         if (!e) return -ENOENT;
-        std::uint32_t g = gen_of(e).load(std::memory_order_acquire);
-        if (!key_eq(m, e, hash, key)) continue;  // reused between find and the generation read
         copy_out(m, e, value);
         // seqlock-style check: if the element was unlinked meanwhile, what we copied may be torn.
         std::atomic_thread_fence(std::memory_order_acquire);
@@ -353,7 +401,7 @@ long fill_value(HashMap* m, HashElem* e, const void* value, Source src, MapHeade
             std::memcpy(v + std::size_t(current_cpu(m->h.nr_cpus)) * stride, value, m->h.value_size);
         }
     } else {
-        std::memcpy(v, value, m->h.value_size);
+        copy_bytes(v, value, m->h.value_size);
     }
     return 0;
 }
@@ -472,7 +520,8 @@ long do_update(MapHeader* h, const void* key, const void* value, std::uint64_t f
         StripeGuard guard(m, b);
         HashStripe& st = locks(m)[guard.s_];
         std::atomic<std::uint32_t>* link = nullptr;
-        HashElem* old = find_locked(m, b, key, hash, &link);
+        Elems elems(m);
+        HashElem* old = find_locked(m, elems, b, key, hash, &link);
         if (old && flags == update_flags::noexist) {
             rc = -EEXIST;
         } else if (!old && flags == update_flags::exist) {
@@ -501,10 +550,10 @@ long do_update(MapHeader* h, const void* key, const void* value, std::uint64_t f
                 }
             }
             if (rc == 0) {
-                HashElem* e = elem(m, idx);
+                HashElem* e = elems[idx];
                 e->hash = hash;
                 if (m->lru) lru_of(e)->ref.store(0, std::memory_order_relaxed);
-                std::memcpy(key_of(m, e), key, h->key_size);
+                copy_bytes(key_of(m, e), key, h->key_size);
                 fill_value(m, e, value, src, &inner);
                 inner = nullptr;  // the element owns the reference now
                 if (old) {
@@ -545,7 +594,7 @@ long hash_delete(MapHeader* h, const void* key) noexcept {
     {
         StripeGuard guard(m, b);
         std::atomic<std::uint32_t>* link = nullptr;
-        HashElem* e = find_locked(m, b, key, hash, &link);
+        HashElem* e = find_locked(m, Elems(m), b, key, hash, &link);
         if (!e) return -ENOENT;
         drop = unlink_and_free(m, locks(m)[guard.s_], link, e, link->load(std::memory_order_relaxed));
     }
@@ -561,7 +610,7 @@ long hash_lookup_and_delete(MapHeader* h, const void* key, void* value, std::uin
     {
         StripeGuard guard(m, b);
         std::atomic<std::uint32_t>* link = nullptr;
-        HashElem* e = find_locked(m, b, key, hash, &link);
+        HashElem* e = find_locked(m, Elems(m), b, key, hash, &link);
         if (!e) return -ENOENT;
         copy_out(m, e, value);
         drop = unlink_and_free(m, locks(m)[guard.s_], link, e, link->load(std::memory_order_relaxed));
@@ -807,6 +856,7 @@ long init_hash(MapHeader* h, const MapSpec& s) noexcept {
     m->prealloc = !(s.flags & map_flags::no_prealloc);
     new (&m->count) std::atomic<std::uint32_t>(0);
     new (&m->needs_repair) std::atomic<std::uint32_t>(0);
+    new (&m->repairs) std::atomic<std::uint32_t>(0);
     m->lru_head = m->lru_tail = no_index;
     m->buckets_off = g.buckets_off;
     m->locks_off = g.locks_off;
@@ -832,6 +882,12 @@ void hash_release(MapHeader* h) noexcept {
 }
 
 }  // namespace
+
+OwnerLock& hash_stripe_lock(MapHeader* h, const void* key) noexcept {
+    HashMap* m = hm(h);
+    return locks(m)[bucket_of(m, hash_key(m, key)) & (m->n_locks - 1)].m;
+}
+std::uint32_t hash_repairs(MapHeader* h) noexcept { return hm(h)->repairs.load(std::memory_order_relaxed); }
 
 namespace {
 // Every hash type shares the code; the flags in the body (lru, percpu, of_maps) select the behaviour.

@@ -55,7 +55,7 @@ private:
 inline constexpr std::uint64_t registry_magic = 0x3170616d74727065ULL;  // "eprtmap1"
 /// Bumped whenever a shared structure or the hash function changes: processes built from different
 /// layouts must not share an arena.
-inline constexpr std::uint32_t layout_version = 2;
+inline constexpr std::uint32_t layout_version = 3;
 inline constexpr std::uint64_t map_magic = 0x5244484d54525045ULL;  // "EPRTMHDR"
 inline constexpr std::size_t max_name_len = 127;
 inline constexpr std::size_t page_size = 4096;
@@ -372,10 +372,38 @@ struct MapOps {
 /// The ops of a type, or nullptr for a type user space cannot have.
 const MapOps* ops_for(MapType type) noexcept;
 
+/// Access-flag checks common to every type.
+inline bool host_can_write(const MapHeader* h) noexcept {
+    return !(h->map_flags & map_flags::rdonly) && !h->frozen.load(std::memory_order_relaxed);
+}
+inline bool host_can_read(const MapHeader* h) noexcept { return !(h->map_flags & map_flags::wronly); }
+
+/// bpf(BPF_MAP_LOOKUP_ELEM / UPDATE_ELEM) with the map's ops already known: maps::sys_lookup and
+/// sys_update look them up by type first, MapRef passes the ones its handle cached (one call less on the
+/// host's hottest paths).
+inline long sys_lookup_with(const MapOps& o, MapHeader* h, const void* key, void* value,
+                            std::uint64_t flags) noexcept {
+    if (flags & ~update_flags::lock) return -EINVAL;
+    if (!host_can_read(h)) return -EPERM;
+    if (flags & update_flags::lock) return -EINVAL;  // no value of ours has a bpf_spin_lock
+    return o.sys_lookup ? o.sys_lookup(h, key, value, flags) : -EOPNOTSUPP;
+}
+inline long sys_update_with(const MapOps& o, MapHeader* h, const void* key, const void* value,
+                            std::uint64_t flags) noexcept {
+    if (!host_can_write(h)) return -EPERM;
+    if (flags & update_flags::lock) return -EINVAL;
+    return o.sys_update ? o.sys_update(h, key, value, flags) : -EOPNOTSUPP;
+}
+
 // One per type family (defined in the type's file).
 extern const MapOps array_ops, percpu_array_ops, prog_array_ops, array_of_maps_ops, perf_event_array_ops;
 extern const MapOps hash_ops, percpu_hash_ops, lru_hash_ops, lru_percpu_hash_ops, hash_of_maps_ops;
 extern const MapOps lpm_trie_ops, queue_ops, stack_ops, bloom_filter_ops, ringbuf_ops, stack_trace_ops;
+
+/// For tests of a hash map's recovery from a dead lock owner (hash.cpp): the lock of the stripe that
+/// guards `key`, and how many times the map has been repaired.
+OwnerLock& hash_stripe_lock(MapHeader* h, const void* key) noexcept;
+std::uint32_t hash_repairs(MapHeader* h) noexcept;
 
 /// The value area of an array (max_entries * round_up(value_size, 8) bytes), for MapRef::data().
 std::byte* array_data(MapHeader* h, std::size_t* bytes) noexcept;

@@ -213,13 +213,19 @@ bool MapRef::per_cpu() const noexcept { return maps::is_percpu(h_->spec.type); }
 std::size_t MapRef::value_buffer_size() const noexcept { return h_->sys_value_size; }
 void* MapRef::program_handle() const noexcept { return h_->hdr; }
 
+// Lookup and update go straight to the ops the handle cached, not through maps::sys_* (which looks them
+// up again by type).
 int MapRef::raw_lookup(std::span<const std::byte> key, std::span<std::byte> value,
                        std::uint64_t flags) const noexcept {
-    return static_cast<int>(maps::sys_lookup(h_->hdr, ptr_or_null(key), value.data(), flags));
+    if (!h_->ops) [[unlikely]]
+        return static_cast<int>(maps::sys_lookup(h_->hdr, ptr_or_null(key), value.data(), flags));
+    return static_cast<int>(maps::sys_lookup_with(*h_->ops, h_->hdr, ptr_or_null(key), value.data(), flags));
 }
 int MapRef::raw_update(std::span<const std::byte> key, std::span<const std::byte> value,
                        std::uint64_t flags) const noexcept {
-    return static_cast<int>(maps::sys_update(h_->hdr, ptr_or_null(key), value.data(), flags));
+    if (!h_->ops) [[unlikely]]
+        return static_cast<int>(maps::sys_update(h_->hdr, ptr_or_null(key), value.data(), flags));
+    return static_cast<int>(maps::sys_update_with(*h_->ops, h_->hdr, ptr_or_null(key), value.data(), flags));
 }
 int MapRef::raw_erase(std::span<const std::byte> key) const noexcept {
     return static_cast<int>(maps::sys_delete(h_->hdr, ptr_or_null(key)));
