@@ -267,6 +267,7 @@ struct Verifier {
     std::size_t state_count = 0;
 
     std::size_t visits = 0;
+    bool joined = false;  // some states were joined (so a rejection may be an imprecision)
     std::optional<Rejection> rejected;
 
     // Current position (for messages and ids).
@@ -575,6 +576,7 @@ struct Verifier {
             }
         }
         Node& n = list[best];
+        joined = true;
         ++n.joins;
         bool widening = loop_head[target] && n.joins > 3;
         if (join_into(n.st, s, widening))
@@ -1863,8 +1865,21 @@ Result<void> verify(std::string_view name, std::span<const Insn> code, const Ver
         }
         return valid.error().wrap(fmt::format("verify \"{}\"", name));
     }
-    verifier::Verifier v(name, code, options);
-    bool ok = v.run();
+    // A rejection after states were joined may come from the join's imprecision, not from the
+    // program: try again keeping more states apart (each try costs more time and memory).
+    VerifyOptions attempt = options;
+    std::optional<verifier::Verifier> tried;
+    bool ok = false;
+    for (int round = 0;; ++round) {
+        tried.emplace(name, code, attempt);
+        ok = tried->run();
+        if (ok || !tried->joined || round == 1 || attempt.max_states_per_point >= 512) break;
+        attempt.max_states_per_point *= 4;
+        if (options.log)
+            options.log(fmt::format("states were joined before the rejection: again with {} states per instruction",
+                                    attempt.max_states_per_point));
+    }
+    verifier::Verifier& v = *tried;
     if (report) {
         report->accepted = ok;
         report->visits = v.visits;
