@@ -32,6 +32,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <ebpfrt/elf.hpp>
 #include <ebpfrt/helpers.hpp>
@@ -71,6 +72,11 @@ struct VerifyReport {
     std::size_t insn = 0;        ///< instruction of the first rejection
     std::string disassembly;     ///< that instruction, in the conformance syntax
     std::string reason;          ///< why it was rejected ("r2 may be null ...")
+    /// For an accepted program, one entry per instruction slot: true where the slot is a load, store
+    /// or atomic whose every execution the verifier proved inside the stack, a map value or memory a
+    /// helper sized (an engine's checked mode may skip its run-time check). Context, packet and
+    /// kernel-object accesses are never marked: their bounds depend on what the host passes in.
+    std::vector<bool> proved;
     std::size_t visits = 0;      ///< abstract instruction visits
     std::size_t states = 0;      ///< program points that kept a state
 };

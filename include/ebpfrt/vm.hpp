@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include <ebpfrt/helpers.hpp>
 #include <ebpfrt/isa.hpp>
@@ -43,6 +44,10 @@ struct VmOptions {
     /// (its context, its stack, memory granted by helpers and resolved lddw). Off only for programs
     /// a verifier has proved safe.
     bool checked = true;
+    /// Slots whose load, store or atomic a verifier proved in bounds on every path
+    /// (VerifyReport::proved): a compiling engine's checked mode emits no run-time check for them.
+    /// Empty: every access is checked.
+    std::vector<bool> proved{};
     /// Instructions one run may execute, 0 for no limit. Exceeding it ends the run with an error.
     std::uint64_t insn_budget = 0;
     /// Validation limits (see isa::validate).

@@ -255,6 +255,7 @@ struct Verifier {
     std::vector<std::vector<std::uint32_t>> ctx_strings;
 
     std::vector<std::uint16_t> live_in;  // registers r0-r9 read before written from each instruction on
+    std::vector<bool> unproved;          // a memory access here was not proved in bounds on some path
 
     // Each program point keeps up to max_states_per_point states (paths are told apart, which keeps
     // facts like "r1 is 14 and r4 is 18" together); past that, new states are joined into the last one.
@@ -730,6 +731,9 @@ struct Verifier {
         if (p.maybe_null)
             return fail(fmt::format("r{} may be null (compare it with 0 before using it as a {} pointer)", regno,
                                     kind_name(p.kind, false)));
+        // Only stack, map value and sized-memory accesses are proved in bounds for the engines: the
+        // others depend on what the host hands in (context size, packet pointers, kernel-object reads).
+        if (p.kind != Kind::stack && p.kind != Kind::map_value && p.kind != Kind::mem) unproved[pc] = true;
         switch (p.kind) {
             case Kind::stack: return access_stack(s, p, regno, off, size, write, read, dst, val);
             case Kind::map_value:
@@ -1827,6 +1831,7 @@ struct Verifier {
     }
 
     bool run() {
+        unproved.assign(code.size(), false);
         analyse_cfg();
         ctx_of({});
         State s;
@@ -1882,6 +1887,15 @@ Result<void> verify(std::string_view name, std::span<const Insn> code, const Ver
     verifier::Verifier& v = *tried;
     if (report) {
         report->accepted = ok;
+        report->proved.clear();
+        if (ok) {
+            report->proved.resize(code.size());
+            for (std::size_t i = 0; i < code.size(); ++i) {
+                std::uint8_t c = isa::cls(code[i].opcode);
+                bool mem = c == isa::cls_ldx || c == isa::cls_st || c == isa::cls_stx;
+                report->proved[i] = mem && !v.unproved[i];
+            }
+        }
         report->visits = v.visits;
         report->states = v.state_count;
         if (!ok && v.rejected) {

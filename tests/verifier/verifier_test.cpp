@@ -1498,3 +1498,60 @@ TEST(VerifierApi, VerificationIsDeterministic) {
 
 }  // namespace
 }  // namespace ebpfrt
+
+namespace ebpfrt {
+namespace {
+
+// VerifyReport::proved: which memory accesses an engine's checked mode may leave unchecked.
+TEST(VerifierProved, StackAndMapValueAccessesAreProvedContextAndPacketAreNot) {
+    auto o = run(R"(
+ldxw %r2, [%r1+0]
+ldxw %r3, [%r1+4]
+stdw [%r10-8], 7
+ldxdw %r4, [%r10-8]
+stw [%r10-12], 0
+mov %r2, %r10
+add %r2, -12
+lddw %r1, map_idx 0
+call 1
+jeq %r0, 0, +1
+ldxdw %r5, [%r0+0]
+mov %r0, 0
+exit
+)",
+                 ProgType::xdp, {hash_map()});
+    ASSERT_TRUE(accepted(o));
+    ASSERT_EQ(o.report.proved.size(), 14u);  // lddw takes two slots
+    EXPECT_FALSE(o.report.proved[0]) << "context load";
+    EXPECT_FALSE(o.report.proved[1]) << "context load";
+    EXPECT_TRUE(o.report.proved[2]) << "stack store";
+    EXPECT_TRUE(o.report.proved[3]) << "stack load";
+    EXPECT_TRUE(o.report.proved[4]) << "stack store";
+    EXPECT_FALSE(o.report.proved[5]) << "not a memory access";
+    EXPECT_TRUE(o.report.proved[11]) << "map value load after the null check";
+}
+
+TEST(VerifierProved, AnAccessThatIsAContextAccessOnSomePathIsNotProved) {
+    // r2 is the stack on one path and the (host-defined) context on the other.
+    auto o = run(R"(
+mov %r2, %r10
+add %r2, -8
+stdw [%r10-8], 0
+ldxw %r3, [%r1+0]
+jeq %r3, 0, +1
+mov %r2, %r1
+ldxw %r0, [%r2+0]
+exit
+)");
+    ASSERT_TRUE(accepted(o));
+    EXPECT_TRUE(o.report.proved[2]);
+    EXPECT_FALSE(o.report.proved[6]);
+}
+
+TEST(VerifierProved, RejectedProgramsProveNothing) {
+    auto o = run("ldxdw %r0, [%r10-8]\nexit");
+    EXPECT_TRUE(o.report.proved.empty());
+}
+
+}  // namespace
+}  // namespace ebpfrt
