@@ -55,6 +55,9 @@ struct VerifyOptions {
     std::size_t ctx_size = 0;
     /// Abstract instruction visits before giving up ("program too complex").
     std::size_t max_visits = 2'000'000;
+    /// States kept in all (each about 2 KiB per call frame) before giving up ("program too complex"):
+    /// bounds the memory a hostile program can make the verifier use.
+    std::size_t max_states = 131'072;
     /// Loads from read-only maps (BPF_F_RDONLY_PROG, e.g. .rodata) at known offsets are the constants of
     /// MapSpec::initial_value, as the kernel reads frozen maps (so `const volatile` switches prune code).
     /// Only sound if nobody writes the map after verification.

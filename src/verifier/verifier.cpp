@@ -98,10 +98,42 @@ struct Reg {
 // Stack byte states.
 enum : std::uint8_t { sb_invalid = 0, sb_misc = 1, sb_zero = 2, sb_spill = 3 };
 
+// Registers spilled to stack slots. Few slots hold one, so only those are stored (sorted by slot):
+// a state is then about 2 KiB instead of 8, which is what bounds memory on large programs.
+class SpillSlots {
+public:
+    Reg& operator[](int slot) {
+        auto it = find(slot);
+        if (it != regs_.end() && it->first == slot) return it->second;
+        return regs_.insert(it, {static_cast<std::uint8_t>(slot), Reg{}})->second;
+    }
+    const Reg& operator[](int slot) const {
+        static const Reg none{};
+        auto it = std::lower_bound(regs_.begin(), regs_.end(), slot,
+                                   [](const auto& e, int s) { return e.first < s; });
+        return it != regs_.end() && it->first == slot ? it->second : none;
+    }
+    void reset(int slot) {
+        auto it = find(slot);
+        if (it != regs_.end() && it->first == slot) regs_.erase(it);
+    }
+    friend bool operator==(const SpillSlots& a, const SpillSlots& b) {
+        for (int i = 0; i < stack_slots; ++i)
+            if (!(a[i] == b[i])) return false;
+        return true;
+    }
+
+private:
+    std::vector<std::pair<std::uint8_t, Reg>>::iterator find(int slot) {
+        return std::lower_bound(regs_.begin(), regs_.end(), slot, [](const auto& e, int s) { return e.first < s; });
+    }
+    std::vector<std::pair<std::uint8_t, Reg>> regs_;
+};
+
 struct Frame {
     std::array<Reg, isa::num_registers> r{};
     std::array<std::uint8_t, isa::stack_size> bytes{};
-    std::array<Reg, stack_slots> spill{};
+    SpillSlots spill{};
     friend bool operator==(const Frame&, const Frame&) = default;
 };
 
@@ -483,7 +515,7 @@ struct Verifier {
                 }
                 if (o_spill && o.bytes[s * 8] != sb_spill) {
                     // The spill became plain bytes: clear the stale register and its other bytes.
-                    o.spill[s] = Reg{};
+                    o.spill.reset(s);
                     for (int b = s * 8; b < s * 8 + 8; ++b)
                         if (o.bytes[b] == sb_spill) o.bytes[b] = sb_misc;
                     changed = true;
@@ -549,6 +581,10 @@ struct Verifier {
         for (const Node& n : list)
             if (covers(n.st, s)) return;
         if (list.size() < opt.max_states_per_point) {
+            if (state_count >= opt.max_states) {
+                fail(fmt::format("program too complex: more than {} states kept", opt.max_states));
+                return;
+            }
             list.push_back(Node{std::move(s), 0});
             ++state_count;
             work.insert({c, static_cast<std::uint32_t>(target), static_cast<std::uint32_t>(list.size() - 1)});
@@ -839,7 +875,7 @@ struct Verifier {
                 for (int sl = first / 8; sl <= (last - 1) / 8; ++sl)
                     if (fr.bytes[sl * 8] == sb_spill) {
                         for (int b = sl * 8; b < sl * 8 + 8; ++b) fr.bytes[b] = sb_misc;
-                        fr.spill[sl] = Reg{};
+                        fr.spill.reset(sl);
                     }
                 bool spill = val && size == 8 && first % 8 == 0 && (val->kind != Kind::scalar || read == false);
                 if (spill && !read) {
@@ -854,7 +890,7 @@ struct Verifier {
                 for (int sl = first / 8; sl <= (last - 1) / 8; ++sl)
                     if (fr.bytes[sl * 8] == sb_spill) {
                         for (int b = sl * 8; b < sl * 8 + 8; ++b) fr.bytes[b] = sb_misc;
-                        fr.spill[sl] = Reg{};
+                        fr.spill.reset(sl);
                     }
                 for (int b = first; b < last; ++b)
                     if (fr.bytes[b] == sb_zero) fr.bytes[b] = sb_misc;
@@ -948,7 +984,7 @@ struct Verifier {
                     for (int sl = first / 8; sl <= (last - 1) / 8; ++sl)
                         if (fr.bytes[sl * 8] == sb_spill) {
                             for (int b = sl * 8; b < sl * 8 + 8; ++b) fr.bytes[b] = sb_misc;
-                            fr.spill[sl] = Reg{};
+                            fr.spill.reset(sl);
                         }
                     if (p.v.is_const()) {
                         auto n = static_cast<int>(std::min<std::uint64_t>(size.umin, static_cast<std::uint64_t>(sz)));
