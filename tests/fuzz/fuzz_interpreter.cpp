@@ -1,5 +1,5 @@
 // libFuzzer target: arbitrary bytes as a program (and as assembler text) must never crash the
-// isa module or the interpreter in checked mode. Built with clang-19 -fsanitize=fuzzer,address by
+// isa module, the verifier or the interpreter in checked mode. Built with clang-19 -fsanitize=fuzzer,address by
 // scripts/fuzz.sh, and replayed by fuzz_smoke_main.cpp in the ordinary test build.
 //
 // Input layout: byte 0 selects the mode; bytes 1-16 are the context memory; the rest is the program.
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <ebpfrt/isa.hpp>
+#include <ebpfrt/verifier.hpp>
 #include <ebpfrt/vm.hpp>
 
 #include "cli/conformance_helpers.hpp"
@@ -65,6 +66,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!prog) return 0;
     if (prog->size() <= 64) check_text_round_trip(*prog);
     for (std::size_t i = 0; i < prog->size(); ++i) (void)ebpfrt::isa::disassemble_one(*prog, i);
+
+    // The verifier runs on every load: whatever the bytes, it answers (accepted or a reason).
+    static constexpr ebpfrt::ProgType types[] = {ebpfrt::ProgType::unspec, ebpfrt::ProgType::xdp,
+                                                 ebpfrt::ProgType::sched_cls, ebpfrt::ProgType::kprobe};
+    ebpfrt::VerifyReport report;
+    auto verdict = ebpfrt::verify("fuzz", *prog,
+                                  {.type = types[(mode >> 2) % 4], .helpers = &helper_table(), .max_visits = 100'000},
+                                  &report);
+    if (verdict.has_value() != report.accepted) __builtin_trap();
 
     auto interp = ebpfrt::Interpreter::create(*prog, helper_table(), {.checked = true, .insn_budget = 4096});
     if (!interp) return 0;
