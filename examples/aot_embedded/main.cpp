@@ -1,11 +1,12 @@
 // AOT, embedded: sum.s was compiled to native code when this example was built (ebpfrt_add_aot_program
-// in CMakeLists.txt) and its object linked into this executable. At run time ebpfrt's own loader maps
-// it, binds helper 100 and runs it: no LLVM, no compiler, no bytecode interpreter involved.
+// in CMakeLists.txt) and its object linked into this executable. At run time Runtime::load_aot maps it
+// with ebpfrt's own loader, binds host helper 100 and runs it as a Program of the runtime: no LLVM, no
+// compiler, no bytecode interpreter involved.
 
 #include <cstdint>
 #include <cstdio>
 
-#include <ebpfrt/aot.hpp>
+#include <ebpfrt/runtime.hpp>
 
 #include "ebpfrt_aot_sum.hpp"
 
@@ -16,16 +17,25 @@ std::uint64_t scale(std::uint64_t v, std::uint64_t, std::uint64_t, std::uint64_t
 }  // namespace
 
 int main() {
-    ebpfrt::HelperTable helpers;
-    helpers.add(100, {.name = "scale", .fn = scale}).value();
-    // The object was compiled checked (the default): load it with the same options.
-    auto prog = ebpfrt::aot::load(ebpfrt_aot_object_sum(), helpers);
+    ebpfrt::RuntimeOptions options;
+    // sum.s reads r2, the context size ebpfrt passes along with r1; the verifier, like the kernel's,
+    // only counts r1 as set on entry and would refuse it. The code was compiled checked, so every
+    // access is still bounds-checked at run time.
+    options.verify = false;
+    options.helpers.add(100, {.name = "scale", .fn = scale}).value();
+    auto rt = ebpfrt::Runtime::create(std::move(options));
+    if (!rt) {
+        std::fprintf(stderr, "%s\n", rt.error().message().c_str());
+        return 1;
+    }
+    // The object was compiled checked (the default), as the runtime runs programs; it uses no maps.
+    auto prog = rt->load_aot("sum", ebpfrt_aot_object_sum());
     if (!prog) {
         std::fprintf(stderr, "%s\n", prog.error().message().c_str());
         return 1;
     }
     std::uint32_t values[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
-    auto r0 = prog->run(std::as_writable_bytes(std::span(values)));
+    auto r0 = prog->try_run(std::as_writable_bytes(std::span(values)));
     if (!r0) {
         std::fprintf(stderr, "%s\n", r0.error().message().c_str());
         return 1;

@@ -6,6 +6,7 @@
 /// as `ebpfrt_kfunc_<btf_id>`, the run-time support as `ebpfrt_rt_*` and maps (lddw src 1/2/5/6) as
 /// `ebpfrt_map_<src>_<imm>`; a `.ebpfrt.meta` section records what the loader needs besides the code.
 /// A loaded program is a JitProgram: same options, helper conventions and results as the JIT.
+/// Runtime::load_aot (runtime.hpp) loads an object as a Program of a Runtime, its maps bound by name.
 
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <ebpfrt/helpers.hpp>
 #include <ebpfrt/isa.hpp>
 #include <ebpfrt/jit.hpp>
+#include <ebpfrt/maps.hpp>
 #include <ebpfrt/result.hpp>
 #include <ebpfrt/vm.hpp>
 
@@ -47,6 +49,11 @@ struct CompileOptions {
     /// helper's arguments are checked in checked mode (against the prototype given at load time) and
     /// no helper may be unwind_on_zero. Only read during compile().
     const HelperTable* helpers = nullptr;
+    /// The maps `lddw src=5/6 imm=i` (pseudo_map_idx, pseudo_map_idx_value) refer to, by index, as
+    /// Object::maps() lists them for its programs. Their names and shapes (type, key and value size,
+    /// max_entries) are recorded so that Runtime::load_aot can bind the code to maps of the same name
+    /// and check them. When set, an index past its end is invalid_argument. Only read during compile().
+    std::span<const MapSpec> maps{};
 };
 
 /// Compiles `prog` to a relocatable ELF object for `target`. Errors: invalid_argument (validation,
@@ -55,6 +62,23 @@ struct CompileOptions {
 /// Thread-safe.
 Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target& target = {},
                                        const CompileOptions& options = {});
+
+/// What an object made by compile() records besides its code (its `.ebpfrt.meta` section).
+struct ObjectInfo {
+    std::string entry;          ///< entry symbol (CompileOptions::entry)
+    bool checked = true;        ///< CompileOptions::checked
+    bool budget = false;        ///< CompileOptions::budget
+    std::vector<Insn> insns;    ///< the bytecode the code was compiled from
+    /// CompileOptions::maps (name, type, key_size, value_size, max_entries, flags, origin); empty when
+    /// the object was compiled without them.
+    std::vector<MapSpec> maps;
+    std::string arch;           ///< "x86_64" or "aarch64"
+};
+
+/// Reads what an object for x86-64 or aarch64 records (on any host; nothing is mapped or run).
+/// Errors: bad_elf (not an object made by compile(), malformed), unsupported (another machine).
+/// Thread-safe.
+Result<ObjectInfo> inspect(std::span<const std::byte> object);
 
 /// Whether compile() is available in this build (EBPFRT_WITH_LLVM). load() always is.
 bool compile_available() noexcept;

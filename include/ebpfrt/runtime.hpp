@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <ebpfrt/aot.hpp>
 #include <ebpfrt/elf.hpp>
 #include <ebpfrt/helpers.hpp>
 #include <ebpfrt/maps.hpp>
@@ -62,6 +63,16 @@ struct ProgramState;
 struct CollectionState;
 }  // namespace detail
 
+class Program;
+namespace aot {
+/// Compiles a loaded program to a relocatable object for `target` (see compile(span, ...)): its
+/// runtime's checked mode, instruction budget (on or off) and helpers, and its maps' names in the
+/// runtime and shapes, so that Runtime::load_aot binds the object to the maps of the same names.
+/// The entry symbol is "ebpf_main". Errors: as compile(span, ...); unsupported without LLVM.
+/// Thread-safe.
+Result<std::vector<std::byte>> compile(const Program& prog, const Target& target = {});
+}  // namespace aot
+
 /// A loaded program: prepared for its engine, holding its maps alive. A cheap shared handle.
 class Program {
 public:
@@ -91,6 +102,7 @@ private:
     friend struct detail::RuntimeState;
     friend class Runtime;
     friend class Collection;
+    friend Result<std::vector<std::byte>> aot::compile(const Program&, const aot::Target&);
     explicit Program(std::shared_ptr<const detail::ProgramState> s) : s_(std::move(s)) {}
     std::shared_ptr<const detail::ProgramState> s_;
 };
@@ -147,6 +159,33 @@ public:
     /// Prepares raw bytecode as a program named `name` (no maps; helpers by id). Errors: as for load().
     Result<Program> load_program(std::string_view name, std::span<const Insn> code,
                                  ProgType type = ProgType::unspec);
+
+    /// Loads native code compiled ahead of time (aot::compile, `ebpfrt aot`, ebpfrt_add_aot_program,
+    /// possibly on another machine) as program `name`, with ebpfrt's own loader: needs no LLVM, and
+    /// runs natively whatever RuntimeOptions::engine is. The program works like one from load(): run/try_run,
+    /// this runtime's helpers, tail calls through prog_array (it gets an id), faults in the log.
+    /// Maps: the object records the maps its code refers to by name and shape (CompileOptions::maps,
+    /// or aot::compile(Program) with the runtime's names); each is bound to this runtime's map of that
+    /// name (Runtime::map: created by load() or create_map, or in the shared arena) and must have the
+    /// recorded type, key and value size and max_entries. Checked mode and budget are the object's:
+    /// a checked object runs checked in any runtime, an unchecked one only if !options().checked; an
+    /// object counts instructions iff compiled with a budget, which the runtime must then have
+    /// (insn_budget != 0) and which it must not have otherwise. With RuntimeOptions::verify, the
+    /// bytecode the object was compiled from is verified as a program of `type`.
+    /// Errors: bad_elf (not an object made by aot::compile, malformed, entry symbol missing),
+    /// unsupported (an object for another architecture, an lddw by map fd), not_found (a map the object
+    /// names is not in this runtime, an undefined symbol), invalid_argument (a map of another shape,
+    /// checked mode or budget, an unknown helper, map references but no recorded maps),
+    /// verifier_rejected, out_of_memory, permission_denied (mmap, mprotect). Thread-safe.
+    Result<Program> load_aot(std::string_view name, std::span<const std::byte> object,
+                             ProgType type = ProgType::unspec);
+    /// As load_aot(name, object, type), with the object's maps bound to those of `maps`, which this
+    /// runtime's load() returned: a recorded name is looked up first as the object named the map
+    /// (".rodata", "counts"), then as the runtime does ("probes.rodata"). An object compiled without
+    /// recorded maps (CompileOptions::maps empty) is bound by index, in the object's order, unchecked.
+    /// Errors: as above; invalid_argument when a map of `maps` is not of this runtime.
+    Result<Program> load_aot(std::string_view name, std::span<const std::byte> object,
+                             const Collection& maps, ProgType type = ProgType::unspec);
 
     /// Creates a map (or opens the compatible one of the same name in a shared arena).
     Result<MapRef> create_map(const MapSpec& spec);

@@ -126,6 +126,9 @@ Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target&
     meta.budget = o.budget;
     meta.entry = o.entry;
     meta.insns.assign(prog.begin(), prog.end());
+    for (const MapSpec& m : o.maps)
+        meta.maps.push_back({m.name, static_cast<std::uint32_t>(m.type), m.key_size, m.value_size,
+                             m.max_entries, m.flags, static_cast<std::uint32_t>(m.origin)});
 
     jit::LowerRequest req;
     req.insns = meta.insns;
@@ -171,10 +174,15 @@ Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target&
             switch (in.src) {
             case isa::pseudo_imm64:
             case isa::pseudo_func: break;
-            case isa::pseudo_map_fd:
-            case isa::pseudo_map_value:
             case isa::pseudo_map_idx:
             case isa::pseudo_map_idx_value:
+                if (!o.maps.empty() && static_cast<std::uint32_t>(in.imm) >= o.maps.size())
+                    return at(i, Errc::invalid_argument,
+                              fmt::format("map index {} is past the {} maps given",
+                                          static_cast<std::uint32_t>(in.imm), o.maps.size()));
+                [[fallthrough]];
+            case isa::pseudo_map_fd:
+            case isa::pseudo_map_value:
                 req.lddw_symbol[i] =
                     fmt::format("ebpfrt_map_{}_{}", unsigned{in.src}, static_cast<std::uint32_t>(in.imm));
                 if (in.src == isa::pseudo_map_value || in.src == isa::pseudo_map_idx_value)

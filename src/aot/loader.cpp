@@ -48,6 +48,18 @@ template <class T> bool read_at(std::span<const std::byte> in, std::uint64_t off
 
 Error bad(std::string why) { return Error(Errc::bad_elf, std::move(why)); }
 
+std::string machine_name(std::uint16_t machine) {
+    switch (machine) {
+    case EM_X86_64: return "x86_64";
+    case EM_AARCH64: return "aarch64";
+    case EM_RISCV: return "riscv64";
+    case EM_386: return "i386";
+    case EM_ARM: return "arm";
+    case EM_BPF: return "bpf";
+    default: return fmt::format("ELF machine {}", machine);
+    }
+}
+
 const char* reloc_name(std::uint16_t machine, std::uint32_t type) {
     if (machine == EM_X86_64) {
         switch (type) {
@@ -169,9 +181,8 @@ private:
         if (eh.e_type != ET_REL)
             return bad(fmt::format("ELF type {} is not a relocatable object", eh.e_type));
         if (eh.e_machine != machine_)
-            return Error(Errc::unsupported,
-                         fmt::format("the object is for ELF machine {}, not this host's ({})", eh.e_machine,
-                                     machine_));
+            return Error(Errc::unsupported, fmt::format("the object is for {}, not {}",
+                                                        machine_name(eh.e_machine), machine_name(machine_)));
         if (eh.e_shentsize != sizeof(Elf64_Shdr))
             return bad(fmt::format("section header size {}", eh.e_shentsize));
         if (eh.e_shnum == 0 || eh.e_shoff > in_.size() ||
@@ -529,6 +540,29 @@ Result<AotImage> link_aot(std::span<const std::byte> object, std::uint16_t machi
 }  // namespace detail
 
 namespace aot {
+
+Result<ObjectInfo> inspect(std::span<const std::byte> object) {
+    Elf64_Ehdr eh{};
+    std::uint16_t machine = EM_X86_64;  // for a too short object: the Linker says what is wrong
+    if (detail::read_at(object, 0, eh) && eh.e_machine == EM_AARCH64) machine = EM_AARCH64;
+    detail::AotExternals none;
+    auto meta = detail::Linker(object, machine, none).meta();
+    if (!meta) return meta.error();
+    ObjectInfo info{meta->entry, meta->checked, meta->budget, std::move(meta->insns), {},
+                    detail::machine_name(machine)};
+    for (const auto& m : meta->maps) {
+        MapSpec spec;
+        spec.name = m.name;
+        spec.type = static_cast<MapType>(m.type);
+        spec.key_size = m.key_size;
+        spec.value_size = m.value_size;
+        spec.max_entries = m.max_entries;
+        spec.flags = m.flags;
+        spec.origin = static_cast<MapOrigin>(m.origin);
+        info.maps.push_back(std::move(spec));
+    }
+    return info;
+}
 
 Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& helpers,
                         const VmOptions& options, const SymbolResolver& maps) {

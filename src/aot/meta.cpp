@@ -74,6 +74,13 @@ std::vector<std::byte> encode_aot_meta(const AotMeta& m) {
     }
     put32(out, static_cast<std::uint32_t>(m.functions.size()));
     for (const auto& f : m.functions) put_string(out, f);
+    put32(out, static_cast<std::uint32_t>(m.maps.size()));
+    for (const auto& map : m.maps) {
+        for (std::uint32_t v :
+             {map.type, map.key_size, map.value_size, map.max_entries, map.flags, map.origin})
+            put32(out, v);
+        put_string(out, map.name);
+    }
     return out;
 }
 
@@ -83,8 +90,8 @@ Result<AotMeta> decode_aot_meta(std::span<const std::byte> bytes) {
         return bad("not an ebpfrt AOT metadata section (bad magic)");
     Reader r{bytes, sizeof magic};
     const std::uint32_t version = r.u32("version");
-    if (r.what == nullptr && version != aot_meta_version)
-        return bad(fmt::format("version {} is not supported (this loader reads version {})", version,
+    if (r.what == nullptr && (version == 0 || version > aot_meta_version))
+        return bad(fmt::format("version {} is not supported (this loader reads versions 1 to {})", version,
                                aot_meta_version));
     AotMeta m;
     const std::uint32_t flags = r.u32("flags");
@@ -117,6 +124,18 @@ Result<AotMeta> decode_aot_meta(std::span<const std::byte> bytes) {
     if (r.what == nullptr && n_functions > (bytes.size() - r.at) / 4) r.what = "functions";
     for (std::uint32_t i = 0; r.what == nullptr && i < n_functions; ++i)
         m.functions.push_back(r.string("functions"));
+    if (version >= 2) {
+        const std::uint32_t n_maps = r.u32("map count");
+        if (r.what == nullptr && n_maps > (bytes.size() - r.at) / 28) r.what = "maps";
+        for (std::uint32_t i = 0; r.what == nullptr && i < n_maps; ++i) {
+            AotMap map;
+            for (std::uint32_t* v :
+                 {&map.type, &map.key_size, &map.value_size, &map.max_entries, &map.flags, &map.origin})
+                *v = r.u32("maps");
+            map.name = r.string("maps");
+            m.maps.push_back(std::move(map));
+        }
+    }
     if (r.what != nullptr) return bad(fmt::format("truncated in {}", r.what));
     if (m.insns.empty()) return bad("no instructions");
     if (m.entry.empty()) return bad("no entry symbol");

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -299,6 +300,206 @@ Result<Program> Runtime::load_program(std::string_view name, std::span<const Ins
     register_program(*s_, *st);
     return Program(std::move(*st));
 }
+
+// --- AOT objects compiled elsewhere -------------------------------------------------------------------
+
+namespace {
+
+#if defined(__x86_64__)
+constexpr std::string_view host_arch = "x86_64";
+#elif defined(__aarch64__)
+constexpr std::string_view host_arch = "aarch64";
+#else
+constexpr std::string_view host_arch = "";
+#endif
+
+std::string shape_of(const MapSpec& s) {
+    return fmt::format("{} map with key {} value {} max_entries {}", to_string(s.type), s.key_size,
+                       s.value_size, s.max_entries);
+}
+
+// Finds the map recorded at index `index` of the object (`recorded` is null when the object records none).
+using AotMapFinder = std::function<Result<MapRef>(std::uint32_t index, const MapSpec* recorded)>;
+
+Result<std::shared_ptr<detail::ProgramState>> load_aot_with(const std::shared_ptr<detail::RuntimeState>& rt,
+                                                            std::string_view name,
+                                                            std::span<const std::byte> object, ProgType type,
+                                                            const AotMapFinder& find) {
+    auto info = aot::inspect(object);
+    if (!info) return info.error();
+    if (info->arch != host_arch)
+        return Error(Errc::unsupported, fmt::format("the object is for {}, not this host ({})", info->arch,
+                                                    host_arch.empty() ? "no AOT loader" : host_arch));
+    const RuntimeOptions& ro = rt->options;
+    if (ro.checked && !info->checked)
+        return Error(
+            Errc::invalid_argument,
+            fmt::format("\"{}\" was compiled unchecked but the runtime checks memory accesses "
+                        "(compile it with .checked = true, or create the runtime with .checked = false)",
+                        info->entry));
+    if (info->budget != (ro.insn_budget != 0))
+        return Error(
+            Errc::invalid_argument,
+            fmt::format("\"{}\" was compiled {} an instruction budget but the runtime has {} (compile it "
+                        "with .budget = {})",
+                        info->entry, info->budget ? "with" : "without", ro.insn_budget != 0 ? "one" : "none",
+                        ro.insn_budget != 0));
+
+    // Bind every map an lddw refers to; `maps` is indexed like the code's map indices (as load() keeps
+    // them, so that aot::compile(Program) records them by index). Indices no lddw reaches repeat a bound
+    // map: never used, and no map has to exist for them.
+    std::vector<std::optional<MapRef>> bound;
+    const auto& insns = info->insns;
+    for (std::size_t i = 0; i + 1 < insns.size(); ++i) {
+        const Insn& in = insns[i];
+        if (in.opcode != isa::opcode_lddw) continue;
+        const std::size_t at = i++;
+        if (in.src == isa::pseudo_imm64 || in.src == isa::pseudo_func) continue;
+        if (in.src != isa::pseudo_map_idx && in.src != isa::pseudo_map_idx_value)
+            return Error(
+                Errc::unsupported,
+                fmt::format("insn {}: lddw with src={} (a map by fd) cannot be bound (load maps by index)",
+                            at, unsigned{in.src}));
+        const auto index = static_cast<std::uint32_t>(in.imm);
+        if (index < bound.size() && bound[index]) continue;
+        const MapSpec* recorded = nullptr;
+        if (!info->maps.empty()) {
+            if (index >= info->maps.size())
+                return Error(Errc::bad_elf,
+                             fmt::format("insn {}: map index {} is past the {} maps the object records", at,
+                                         index, info->maps.size()));
+            recorded = &info->maps[index];
+        }
+        auto m = find(index, recorded);
+        if (!m) return m.error().wrap(fmt::format("insn {}", at));
+        if (recorded != nullptr && !same_shape(*recorded, m->spec()))
+            return Error(Errc::invalid_argument,
+                         fmt::format("map \"{}\": the object was compiled for a {}, the runtime's is a {}",
+                                     recorded->name, shape_of(*recorded), shape_of(m->spec())));
+        if (index >= bound.size()) bound.resize(std::size_t{index} + 1);
+        bound[index] = std::move(*m);
+    }
+    std::vector<MapRef> maps;
+    if (!bound.empty()) {
+        const MapRef any =
+            **std::find_if(bound.begin(), bound.end(), [](const auto& m) { return m.has_value(); });
+        for (auto& m : bound) maps.push_back(m ? *m : any);
+    }
+
+    if (ro.verify) {
+        std::vector<MapSpec> specs;
+        for (const MapRef& m : maps) specs.push_back(m.spec());
+        VerifyOptions vo{.type = type, .maps = specs, .helpers = &rt->helpers};
+        vo.fold_readonly_maps = false;  // as load(): the host may write .rodata after the load
+        if (auto ok = verify(name, insns, vo); !ok) return ok.error();
+    }
+
+    // The code loads `ebpfrt_map_<src>_<index>` (plus the offset for src 6).
+    const aot::SymbolResolver resolve = [&maps](std::string_view symbol) -> Result<ResolvedImm> {
+        unsigned src = 0;
+        std::uint32_t index = 0;
+        const std::string s(symbol);
+        char tail = 0;
+        if (std::sscanf(s.c_str(), "ebpfrt_map_%u_%u%c", &src, &index, &tail) != 2 || index >= maps.size() ||
+            (src != isa::pseudo_map_idx && src != isa::pseudo_map_idx_value))
+            return Error(Errc::not_found, "no lddw of the program refers to it");
+        const MapRef& m = maps[index];
+        if (src == isa::pseudo_map_idx)
+            return ResolvedImm{reinterpret_cast<std::uint64_t>(m.program_handle()), {}};
+        auto data = m.data();
+        if (!data)
+            return Error(Errc::invalid_argument,
+                         fmt::format("map \"{}\" has no directly addressable value", m.name()));
+        return ResolvedImm{reinterpret_cast<std::uint64_t>(data->data()), *data};
+    };
+    VmOptions vo{.checked = info->checked, .insn_budget = ro.insn_budget};
+    vo.env = rt.get();
+    auto loaded = aot::load(object, rt->helpers, vo, resolve);
+    if (!loaded) return loaded.error();
+
+    auto st = std::make_shared<detail::ProgramState>();
+    st->name = std::string(name);
+    st->type = type;
+    st->insns = std::move(info->insns);
+    st->maps = std::move(maps);
+    st->runtime = rt;
+    st->jit.emplace(std::move(*loaded));
+    st->id = rt->next_program_id.fetch_add(1);
+    register_program(*rt, st);
+    return st;
+}
+
+}  // namespace
+
+Result<Program> Runtime::load_aot(std::string_view name, std::span<const std::byte> object, ProgType type) {
+    auto p = load_aot_with(
+        s_, name, object, type, [this](std::uint32_t index, const MapSpec* recorded) -> Result<MapRef> {
+            if (recorded == nullptr)
+                return Error(
+                    Errc::invalid_argument,
+                    fmt::format("the code refers to map {} but the object records no maps (compile it with "
+                                "CompileOptions::maps, or load it with the Collection)",
+                                index));
+            auto m = map(recorded->name);
+            if (!m)
+                return Error(Errc::not_found,
+                             fmt::format("map \"{}\": not in this runtime (load the object that defines "
+                                         "it first, or pass its Collection)",
+                                         recorded->name));
+            return m;
+        });
+    if (!p) return p.error().wrap(fmt::format("load_aot \"{}\"", name));
+    return Program(std::move(*p));
+}
+
+Result<Program> Runtime::load_aot(std::string_view name, std::span<const std::byte> object,
+                                  const Collection& maps, ProgType type) {
+    const detail::CollectionState& coll = *maps.s_;
+    auto p = load_aot_with(
+        s_, name, object, type, [&](std::uint32_t index, const MapSpec* recorded) -> Result<MapRef> {
+            const MapRef* found = nullptr;
+            if (recorded == nullptr) {
+                if (index >= coll.maps.size())
+                    return Error(Errc::invalid_argument,
+                                 fmt::format("map index {} is past the {} maps of collection \"{}\"", index,
+                                             coll.maps.size(), coll.object));
+                found = &coll.maps[index].second;
+            } else {
+                for (const auto& [n, m] : coll.maps)
+                    if (n == recorded->name) found = &m;
+                for (const auto& [n, m] : coll.maps)
+                    if (found == nullptr && m.name() == recorded->name) found = &m;
+                if (found == nullptr)
+                    return Error(Errc::not_found, fmt::format("map \"{}\": not in collection \"{}\"",
+                                                              recorded->name, coll.object));
+            }
+            if (!s_->known_map(found->program_handle()))
+                return Error(Errc::invalid_argument,
+                             fmt::format("map \"{}\": collection \"{}\" was loaded by another runtime",
+                                         found->name(), coll.object));
+            return *found;
+        });
+    if (!p) return p.error().wrap(fmt::format("load_aot \"{}\"", name));
+    return Program(std::move(*p));
+}
+
+namespace aot {
+
+Result<std::vector<std::byte>> compile(const Program& prog, const Target& target) {
+    const detail::ProgramState& st = *prog.s_;
+    std::vector<MapSpec> maps;
+    for (const MapRef& m : st.maps) maps.push_back(m.spec());
+    CompileOptions o;
+    if (st.runtime) {
+        o.checked = st.runtime->options.checked;
+        o.budget = st.runtime->options.insn_budget != 0;
+        o.helpers = &st.runtime->helpers;
+    }
+    o.maps = maps;
+    return compile(st.insns, target, o);
+}
+
+}  // namespace aot
 
 Result<Collection> Runtime::load(const Object& object) {
     const std::string where = fmt::format("load \"{}\"", object.name());
