@@ -18,10 +18,6 @@ std::uint64_t scale(std::uint64_t v, std::uint64_t, std::uint64_t, std::uint64_t
 
 int main() {
     ebpfrt::RuntimeOptions options;
-    // sum.s reads r2, the context size ebpfrt passes along with r1; the verifier, like the kernel's,
-    // only counts r1 as set on entry and would refuse it. The code was compiled checked, so every
-    // access is still bounds-checked at run time.
-    options.verify = false;
     options.helpers.add(100, {.name = "scale", .fn = scale}).value();
     auto rt = ebpfrt::Runtime::create(std::move(options));
     if (!rt) {

@@ -16,6 +16,9 @@
 /// heads widened to constants the program compares against, so every loop reaches a fixed point.
 /// Calls are analysed per call string (at most 8 frames).
 ///
+/// On entry r1 is the context and r10 the frame pointer; for host-defined contexts (ProgType::unspec,
+/// ext) r2 is the context's size, as ebpfrt's engines pass it.
+///
 /// What is checked, with the kernel's rules as the reference: reads of uninitialised registers and
 /// stack; stack accesses inside the 512-byte frame; map value, memory and context accesses inside
 /// their object (context layout by program type; unknown program types leave context bounds to the

@@ -906,9 +906,9 @@ struct Verifier {
         if (ctx.kind == CtxKind::unknown) {
             // A context the host lays out (unspec, host hooks): plain memory, bounded by the engine's
             // checked mode at run time since its size is known only then.
-            if (!var_ok(p, regno)) return false;
-            if (p.off + off + p.v.smin < 0)
-                return fail(fmt::format("r{} context access at negative offset {}", regno, p.off + off + p.v.smin));
+            if (p.v.is_const() && p.off + off + static_cast<std::int64_t>(p.v.umin) < 0)
+                return fail(fmt::format("r{} context access at negative offset {}", regno,
+                                        p.off + off + static_cast<std::int64_t>(p.v.umin)));
             if (dst) *dst = loaded_scalar(size, sign_extend);
             return true;
         }
@@ -1000,7 +1000,8 @@ struct Verifier {
                 if (ctx.kind != CtxKind::unknown)
                     return fail(fmt::format("{}: r{} passes the context as memory, which a {} program may not do",
                                             helper, regno, to_string(opt.type)));
-                if (p.off + p.v.smin < 0) return fail(fmt::format("{}: r{} points before the context", helper, regno));
+                if (p.v.is_const() && p.off + static_cast<std::int64_t>(p.v.umin) < 0)
+                    return fail(fmt::format("{}: r{} points before the context", helper, regno));
                 return true;
             case Kind::map_value:
             case Kind::mem:
@@ -1172,7 +1173,9 @@ struct Verifier {
             }
             p.off = no;
         } else {
-            if ((k.smin < -max_var_off || k.smax > max_var_off) &&
+            // A host-defined context may be any size (r2 holds it): bounds are the engine's checks.
+            bool host_ctx = p.kind == Kind::ctx && ctx.kind == CtxKind::unknown;
+            if (!host_ctx && (k.smin < -max_var_off || k.smax > max_var_off) &&
                 (k.umax > static_cast<std::uint64_t>(max_var_off)))
                 return fail(fmt::format("pointer r{} ({}) plus an unbounded value (r{} in [{}, {}])", preg,
                                         kind_name(p.kind, false), ptr_is_dst ? in.src : d, k.smin, k.smax));
@@ -1875,6 +1878,8 @@ struct Verifier {
         Frame& f = s.cur();
         f.r[1].kind = Kind::ctx;
         f.r[1].v = Scalar::constant(0);
+        // A host-defined context comes with its size in r2 (Program::run: r1 = data, r2 = size).
+        if (ctx.kind == CtxKind::unknown) f.r[2] = Reg::scalar(Scalar::urange(0, ctx.size ? ctx.size : 0xffffffffull));
         f.r[10].kind = Kind::stack;
         f.r[10].frame = 0;
         f.r[10].v = Scalar::constant(0);

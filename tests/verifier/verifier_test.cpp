@@ -160,7 +160,7 @@ std::string with_lookup(std::string_view rest) { return std::string(lookup0) + s
 TEST(VerifierRegisters, MinimalProgramIsAccepted) { EXPECT_TRUE(accepted(run("mov %r0, 0\nexit"))); }
 
 TEST(VerifierRegisters, UninitialisedRegisterRead) {
-    EXPECT_TRUE(rejected(run("mov %r0, 1\nadd %r0, %r2\nexit"), 1, "r2 is read before it is written"));
+    EXPECT_TRUE(rejected(run("mov %r0, 1\nadd %r0, %r3\nexit"), 1, "r3 is read before it is written"));
 }
 
 TEST(VerifierRegisters, R0NotSetAtExit) {
@@ -1444,11 +1444,11 @@ TEST(VerifierApi, ProgramWithoutFinalExitIsInvalidArgument) {
 }
 
 TEST(VerifierApi, RejectionMessageNamesProgramInstructionAndReason) {
-    auto o = run("mov %r0, 0\nmov %r0, %r2\nexit");
+    auto o = run("mov %r0, 0\nmov %r0, %r3\nexit");
     ASSERT_FALSE(o.ok);
-    EXPECT_EQ(o.message, "verify \"test\": insn 1 (mov %r0, %r2): r2 is read before it is written");
-    EXPECT_EQ(o.report.disassembly, "mov %r0, %r2");
-    EXPECT_EQ(o.report.reason, "r2 is read before it is written");
+    EXPECT_EQ(o.message, "verify \"test\": insn 1 (mov %r0, %r3): r3 is read before it is written");
+    EXPECT_EQ(o.report.disassembly, "mov %r0, %r3");
+    EXPECT_EQ(o.report.reason, "r3 is read before it is written");
 }
 
 TEST(VerifierApi, LogReceivesOneLinePerInstruction) {
@@ -1551,6 +1551,18 @@ exit
 TEST(VerifierProved, RejectedProgramsProveNothing) {
     auto o = run("ldxdw %r0, [%r10-8]\nexit");
     EXPECT_TRUE(o.report.proved.empty());
+}
+
+}  // namespace
+}  // namespace ebpfrt
+
+namespace ebpfrt {
+namespace {
+
+TEST(VerifierEntry, HostDefinedContextsGetTheirSizeInR2) {
+    // ebpfrt's engines pass r1 = context, r2 = its size; kernel program types get only r1.
+    EXPECT_TRUE(accepted(run("mov %r0, %r2\nexit", ProgType::unspec)));
+    EXPECT_TRUE(rejected(run("mov %r0, %r2\nexit", ProgType::xdp), 0, "r2 is read before it is written"));
 }
 
 }  // namespace
