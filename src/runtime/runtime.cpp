@@ -231,13 +231,16 @@ namespace {
 
 Result<std::shared_ptr<detail::ProgramState>> prepare(const std::shared_ptr<detail::RuntimeState>& rt,
                                                       std::string_view name, std::vector<Insn> insns,
-                                                      const std::vector<MapRef>& maps) {
+                                                      const std::vector<MapRef>& maps,
+                                                      std::vector<bool> proved = {}) {
     auto st = std::make_shared<detail::ProgramState>();
     st->name = std::string(name);
     st->insns = std::move(insns);
     st->maps = maps;
     st->runtime = rt;
     VmOptions vo{.checked = rt->options.checked, .insn_budget = rt->options.insn_budget};
+    // What the verifier proved in bounds needs no run-time check in checked mode.
+    if (vo.checked) vo.proved = std::move(proved);
     vo.env = rt.get();
     const HelperProto* lookup = rt->helpers.find(helper_ids::map_lookup_elem);
     const bool inline_arrays = lookup != nullptr && lookup->fn == detail::runtime_map_lookup_elem();
@@ -290,11 +293,12 @@ void register_program(detail::RuntimeState& rt, const std::shared_ptr<const deta
 }  // namespace
 
 Result<Program> Runtime::load_program(std::string_view name, std::span<const Insn> code, ProgType type) {
+    VerifyReport report;
     if (s_->options.verify) {
-        if (auto ok = verify(name, code, {.type = type, .helpers = &s_->helpers}); !ok)
+        if (auto ok = verify(name, code, {.type = type, .helpers = &s_->helpers}, &report); !ok)
             return ok.error().wrap(fmt::format("load \"{}\"", name));
     }
-    auto st = prepare(s_, name, std::vector<Insn>(code.begin(), code.end()), {});
+    auto st = prepare(s_, name, std::vector<Insn>(code.begin(), code.end()), {}, std::move(report.proved));
     if (!st) return st.error().wrap(fmt::format("load \"{}\"", name));
     (*st)->type = type;
     register_program(*s_, *st);
@@ -559,14 +563,15 @@ Result<Collection> Runtime::load(const Object& object) {
         if (!ps.unresolved_calls.empty())
             return Error(Errc::unsupported, fmt::format("{}: program \"{}\" calls undefined function \"{}\"", where,
                                                         ps.name, ps.unresolved_calls.front()));
+        VerifyReport report;
         if (s_->options.verify) {
             // Read-only maps are not folded to constants: the host may still write .rodata through
             // Collection::global() after the load, which the kernel's frozen maps forbid.
             VerifyOptions vo{.type = ps.type, .maps = object.maps(), .helpers = &s_->helpers};
             vo.fold_readonly_maps = false;
-            if (auto ok = verify(ps.name, ps.insns, vo); !ok) return ok.error().wrap(where);
+            if (auto ok = verify(ps.name, ps.insns, vo, &report); !ok) return ok.error().wrap(where);
         }
-        auto st = prepare(s_, ps.name, ps.insns, maps);
+        auto st = prepare(s_, ps.name, ps.insns, maps, std::move(report.proved));
         if (!st) return st.error().wrap(fmt::format("{}: program \"{}\"", where, ps.name));
         (*st)->section = ps.section;
         (*st)->type = ps.type;
