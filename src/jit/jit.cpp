@@ -125,6 +125,12 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
             use.has_pointer_args = std::any_of(p->args.begin(), p->args.end(), [](Arg a) {
                 return a == Arg::mem || a == Arg::mem_ro || a == Arg::cstr;
             });
+            // Unchecked, the runtime's own map helpers have nothing to check: call the map directly.
+            if (!options.checked && in.src != isa::call_kfunc)
+                if (const jit::DirectMapCall d = jit::direct_map_call(id, p->fn); d.entry != nullptr) {
+                    use.direct = addr(d.entry);
+                    use.direct_args = d.args;
+                }
             req.helpers.push_back(use);
         }
         if (in.opcode == isa::opcode_lddw) {

@@ -487,6 +487,16 @@ private:
             Value* elem = b_.CreateAdd(b_.getInt64(a.values), b_.CreateMul(key, b_.getInt64(a.stride)));
             r0 = b_.CreateSelect(b_.CreateICmpULT(key, b_.getInt64(a.max_entries)), elem, b_.getInt64(0));
             set(0, r0);
+        } else if (const HelperUse& d = req_.helpers.at(req_.helper_of_insn.at(i));
+                   !req_.checked && d.direct_args != 0 &&
+                   (d.direct.address != 0 || !d.direct.symbol.empty())) {
+            // A map helper of the runtime, unchecked: its map-level entry, as the kernel calls the map
+            // type's function instead of the helper. Nothing can be pending after it.
+            std::vector<Type*> types(d.direct_args, i64_);
+            auto* type = llvm::FunctionType::get(i64_, types, false);
+            auto* call = b_.CreateCall(callee(d.direct, type), llvm::ArrayRef<Value*>(args, d.direct_args));
+            call->setDoesNotThrow();
+            set(0, call);
         } else {
             const HelperUse& h = req_.helpers.at(req_.helper_of_insn.at(i));
             if (req_.checked && h.has_pointer_args) {

@@ -38,6 +38,10 @@ struct HelperUse {
     std::array<Arg, 5> args{};
     bool unwind_on_zero = false;
     bool has_pointer_args = false;
+    /// Unchecked code only: when set, called instead of `fn` with r1..r<direct_args>, and without the
+    /// check of the run's pending flag after it (a direct map call, rt_abi.hpp's direct_map_call).
+    Callee direct;
+    unsigned direct_args = 0;
 };
 
 /// Addresses of the runtime support functions (rt_abi.hpp).

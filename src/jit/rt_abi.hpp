@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <ebpfrt/helpers.hpp>
+
 namespace ebpfrt::jit {
 
 /// Fields generated code accesses through the `run` argument, at these offsets.
@@ -41,6 +43,27 @@ std::uint64_t ebpfrt_rt_callx(void* run, std::uint64_t target, std::uint64_t r1,
                               std::uint64_t r4, std::uint64_t r5, std::uint32_t depth, std::uint32_t insn);
 // Legacy packet load from the context, big-endian; out of bounds ends the program with r0 = 0.
 std::uint64_t ebpfrt_rt_ldabs(void* run, std::uint64_t offset, std::uint32_t size);
+
+// Direct map calls: what the runtime's bpf_map_lookup_elem / update_elem / delete_elem (helpers 1-3)
+// do in an unchecked run, called by unchecked code instead of the helper (see direct_map_call). They
+// take the helper's arguments, return its result and never leave anything pending. Defined next to
+// those helpers, in src/runtime/runtime_helpers.cpp, which also uses them for its own unchecked runs.
+std::uint64_t ebpfrt_rt_map_lookup(std::uint64_t map, std::uint64_t key);
+std::uint64_t ebpfrt_rt_map_update(std::uint64_t map, std::uint64_t key, std::uint64_t value,
+                                   std::uint64_t flags);
+std::uint64_t ebpfrt_rt_map_delete(std::uint64_t map, std::uint64_t key);
 }
+
+/// A direct map call for a call of helper `id`.
+struct DirectMapCall {
+    const void* entry = nullptr;  ///< ebpfrt_rt_map_lookup/update/delete; nullptr: call the helper
+    unsigned args = 0;            ///< arguments it takes (r1..r<args>)
+};
+
+/// The direct entry for helper `id` when `fn` is the runtime's own map helper for that id (so that
+/// in an unchecked run both give the same results for any arguments); otherwise entry is nullptr
+/// (another helper, or a host override of helpers 1-3, which must still be called). Defined with
+/// the entries, in src/runtime: only the runtime can tell its helpers from others.
+DirectMapCall direct_map_call(std::uint32_t id, HelperFn fn) noexcept;
 
 }  // namespace ebpfrt::jit

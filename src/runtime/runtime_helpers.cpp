@@ -15,7 +15,41 @@
 #include <fmt/format.h>
 
 #include "helpers/helpers_internal.hpp"
+#include "jit/rt_abi.hpp"
 #include "maps/maps_internal.hpp"
+
+namespace ebpfrt::jit {
+namespace {
+
+std::uint64_t neg_errno(int e) { return static_cast<std::uint64_t>(-static_cast<std::int64_t>(e)); }
+
+}  // namespace
+
+// The map helpers of an unchecked run (no Invocation, or one that is not checked): nothing is validated
+// (unchecked mode trusts the program, normally proved safe by the verifier at load); a null map is
+// refused as in checked mode. Compiled unchecked code
+// calls these directly (jit::direct_map_call); the helpers below call them for every unchecked run, so
+// that both paths are one code.
+std::uint64_t ebpfrt_rt_map_lookup(std::uint64_t map, std::uint64_t key) {
+    void* m = reinterpret_cast<void*>(map);
+    return m ? reinterpret_cast<std::uint64_t>(maps::map_lookup_elem(m, reinterpret_cast<void*>(key))) : 0;
+}
+
+std::uint64_t ebpfrt_rt_map_update(std::uint64_t map, std::uint64_t key, std::uint64_t value,
+                                   std::uint64_t flags) {
+    void* m = reinterpret_cast<void*>(map);
+    if (!m) return neg_errno(EINVAL);
+    return static_cast<std::uint64_t>(
+        maps::map_update_elem(m, reinterpret_cast<void*>(key), reinterpret_cast<void*>(value), flags));
+}
+
+std::uint64_t ebpfrt_rt_map_delete(std::uint64_t map, std::uint64_t key) {
+    void* m = reinterpret_cast<void*>(map);
+    if (!m) return neg_errno(EINVAL);
+    return static_cast<std::uint64_t>(maps::map_delete_elem(m, reinterpret_cast<void*>(key)));
+}
+
+}  // namespace ebpfrt::jit
 
 namespace ebpfrt::detail {
 namespace {
@@ -24,6 +58,10 @@ using u64 = std::uint64_t;
 
 u64 neg(int e) { return static_cast<u64>(-static_cast<std::int64_t>(e)); }
 
+// Whether helpers must validate their arguments: only in a checked run. Unchecked runs (and calls
+// outside any run) skip every Invocation call after this one.
+bool checking(Invocation* inv) { return inv != nullptr && inv->checked(); }
+
 const RuntimeState* runtime_of(Invocation* inv) {
     return inv ? static_cast<const RuntimeState*>(inv->env()) : nullptr;
 }
@@ -31,21 +69,21 @@ const RuntimeState* runtime_of(Invocation* inv) {
 // In checked mode the map argument must be a map this runtime knows and the pointers must be
 // accessible to the program; a helper that finds otherwise fails the way the kernel's would have
 // refused to load the program: with an error value, never by touching the memory.
-bool map_ok(void* map) {
-    Invocation* inv = Invocation::current();
+// `inv` is Invocation::current(), for helpers that already have it.
+bool map_ok(Invocation* inv, void* map) {
     if (!inv || !inv->checked()) return map != nullptr;
     const RuntimeState* rt = runtime_of(inv);
     return rt && rt->known_map(map);
 }
+bool map_ok(void* map) { return map_ok(Invocation::current(), map); }
 
-bool mem_ok(const void* p, std::size_t n) {
-    Invocation* inv = Invocation::current();
-    return !inv || inv->allowed(p, n);
-}
+bool mem_ok(Invocation* inv, const void* p, std::size_t n) { return !inv || inv->allowed(p, n); }
+bool mem_ok(const void* p, std::size_t n) { return mem_ok(Invocation::current(), p, n); }
 
-void grant(void* p, std::size_t n) {
-    if (Invocation* inv = Invocation::current()) inv->grant(std::span(static_cast<std::byte*>(p), n));
+void grant(Invocation* inv, void* p, std::size_t n) {
+    if (inv) inv->grant(std::span(static_cast<std::byte*>(p), n));
 }
+void grant(void* p, std::size_t n) { grant(Invocation::current(), p, n); }
 
 bool holds_maps(void* map) {
     const MapType t = maps::map_type(map);
@@ -53,20 +91,21 @@ bool holds_maps(void* map) {
 }
 
 u64 map_lookup_elem(u64 map, u64 key, u64, u64, u64) {
+    Invocation* inv = Invocation::current();
+    if (!checking(inv)) return jit::ebpfrt_rt_map_lookup(map, key);
     void* m = reinterpret_cast<void*>(map);
-    if (!map_ok(m) || !mem_ok(reinterpret_cast<void*>(key), maps::map_key_size(m))) return 0;
+    if (!map_ok(inv, m) || !mem_ok(inv, reinterpret_cast<void*>(key), maps::map_key_size(m))) return 0;
     void* v = maps::map_lookup_elem(m, reinterpret_cast<void*>(key));
     if (!v) return 0;
     if (holds_maps(m)) {
         // An inner map: a map handle the program may pass on to map helpers.
-        if (Invocation* inv = Invocation::current(); inv && inv->checked())
-            if (auto* rt = const_cast<RuntimeState*>(runtime_of(inv)); rt && !rt->known_map(v)) {
-                std::unique_lock lock(rt->maps_mu);
-                rt->map_handles.insert(v);
-            }
+        if (auto* rt = const_cast<RuntimeState*>(runtime_of(inv)); rt && !rt->known_map(v)) {
+            std::unique_lock lock(rt->maps_mu);
+            rt->map_handles.insert(v);
+        }
         return reinterpret_cast<u64>(v);
     }
-    grant(v, maps::map_value_size(m));
+    grant(inv, v, maps::map_value_size(m));
     return reinterpret_cast<u64>(v);
 }
 
@@ -79,18 +118,22 @@ u64 map_lookup_percpu_elem(u64 map, u64 key, u64 cpu, u64, u64) {
 }
 
 u64 map_update_elem(u64 map, u64 key, u64 value, u64 flags, u64) {
+    Invocation* inv = Invocation::current();
+    if (!checking(inv)) return jit::ebpfrt_rt_map_update(map, key, value, flags);
     void* m = reinterpret_cast<void*>(map);
-    if (!map_ok(m)) return neg(EINVAL);
-    if (!mem_ok(reinterpret_cast<void*>(key), maps::map_key_size(m)) ||
-        !mem_ok(reinterpret_cast<void*>(value), maps::map_value_size(m)))
+    if (!map_ok(inv, m)) return neg(EINVAL);
+    if (!mem_ok(inv, reinterpret_cast<void*>(key), maps::map_key_size(m)) ||
+        !mem_ok(inv, reinterpret_cast<void*>(value), maps::map_value_size(m)))
         return neg(EFAULT);
     return static_cast<u64>(maps::map_update_elem(m, reinterpret_cast<void*>(key), reinterpret_cast<void*>(value), flags));
 }
 
 u64 map_delete_elem(u64 map, u64 key, u64, u64, u64) {
+    Invocation* inv = Invocation::current();
+    if (!checking(inv)) return jit::ebpfrt_rt_map_delete(map, key);
     void* m = reinterpret_cast<void*>(map);
-    if (!map_ok(m)) return neg(EINVAL);
-    if (!mem_ok(reinterpret_cast<void*>(key), maps::map_key_size(m))) return neg(EFAULT);
+    if (!map_ok(inv, m)) return neg(EINVAL);
+    if (!mem_ok(inv, reinterpret_cast<void*>(key), maps::map_key_size(m))) return neg(EFAULT);
     return static_cast<u64>(maps::map_delete_elem(m, reinterpret_cast<void*>(key)));
 }
 
@@ -296,6 +339,25 @@ constexpr std::array<Arg, 5> args(Arg a = Arg::none, Arg b = Arg::none, Arg c = 
 }  // namespace
 
 HelperFn runtime_map_lookup_elem() noexcept { return map_lookup_elem; }
+
+}  // namespace ebpfrt::detail
+
+namespace ebpfrt::jit {
+
+DirectMapCall direct_map_call(std::uint32_t id, HelperFn fn) noexcept {
+    namespace hid = helper_ids;
+    if (id == hid::map_lookup_elem && fn == detail::map_lookup_elem)
+        return {reinterpret_cast<const void*>(&ebpfrt_rt_map_lookup), 2};
+    if (id == hid::map_update_elem && fn == detail::map_update_elem)
+        return {reinterpret_cast<const void*>(&ebpfrt_rt_map_update), 4};
+    if (id == hid::map_delete_elem && fn == detail::map_delete_elem)
+        return {reinterpret_cast<const void*>(&ebpfrt_rt_map_delete), 2};
+    return {};
+}
+
+}  // namespace ebpfrt::jit
+
+namespace ebpfrt::detail {
 
 void add_runtime_helpers(HelperTable& t) {
     namespace id = helper_ids;
