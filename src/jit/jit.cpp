@@ -93,6 +93,7 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
     jit::LowerRequest req;
     req.insns = st->insns;
     req.checked = options.checked;
+    if (options.checked && options.proved.size() == prog.size()) req.proved = options.proved;
     req.budget = options.insn_budget != 0;
     req.helper_of_insn.assign(prog.size(), ~0u);
     req.lddw_value.assign(prog.size(), 0);
@@ -177,6 +178,13 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
         append(key, r.size());
     }
     append(key, options.checked);
+    for (std::size_t i = 0; i < req.proved.size(); i += 64) {
+        std::uint64_t word = 0;
+        for (std::size_t b = 0; b < 64 && i + b < req.proved.size(); ++b)
+            word |= static_cast<std::uint64_t>(req.proved[i + b]) << b;
+        append(key, word);
+    }
+    append(key, req.proved.size());
     append(key, options.insn_budget);
     append(key, options.env);
     append(key, jo.opt_level);

@@ -106,6 +106,8 @@ private:
     // A checked access: inline test against the running frame, else the support function.
     void emit_check(std::size_t insn, Value* addr, unsigned size, AccessKind kind) {
         if (!req_.checked) return;
+        // Proved in bounds by the verifier on every path (atomics keep their alignment check).
+        if (kind != access_atomic && insn < req_.proved.size() && req_.proved[insn]) return;
         Value* rel = b_.CreateSub(addr, frame_lo_);
         Value* in_frame = b_.CreateICmpULE(rel, b_.getInt64(frame_bytes - size));
         // Or inside the context: [ctx_lo, ctx_hi - size].

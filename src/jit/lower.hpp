@@ -53,6 +53,8 @@ struct LowerRequest {
     std::span<const Insn> insns;
     std::string name;  ///< entry function symbol; internal functions are "<name>.f<index>"
     bool checked = true;
+    /// Per slot (optional): a load/store the verifier proved in bounds; checked mode emits no check.
+    std::vector<bool> proved;
     bool budget = false;
     std::vector<HelperUse> helpers;             ///< call targets, by index
     std::vector<std::uint32_t> helper_of_insn;  ///< per slot: index into helpers for `call`, else ~0

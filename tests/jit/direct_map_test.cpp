@@ -10,6 +10,7 @@
 
 #include <sched.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -407,6 +408,50 @@ TEST(JitDirectMapCalls, UncheckedJitCallsTheMapEntries) {
         ASSERT_TRUE(r) << r.error().message();
         EXPECT_EQ(out, (std::vector<u64>{0, 2, 0}));
     }
+}
+
+// --- checked mode skips the run-time check of accesses the verifier proved (VmOptions::proved) ---
+
+TEST(JitProvedAccesses, ProvedLoadsAndStoresAreNotCheckedAtRunTime) {
+    // A stack slot chosen by the context (a variable address, so the JIT checks it at run time
+    // unless told it was proved), written, read back, and the result stored into the context.
+    auto prog = isa::assemble(R"(
+ldxdw %r3, [%r1+8]
+and %r3, 7
+lsh %r3, 3
+mov %r2, %r10
+add %r2, -64
+add %r2, %r3
+stdw [%r2+0], 42
+ldxdw %r0, [%r2+0]
+stxdw [%r1+0], %r0
+exit
+)");
+    ASSERT_TRUE(prog) << prog.error().message();
+    std::vector<bool> stack_only(prog->size(), false);
+    stack_only[6] = stack_only[7] = true;  // the two stack accesses, which a verifier proves in bounds
+    const std::string check =
+        fmt::format("i64 {} to ptr", reinterpret_cast<u64>(reinterpret_cast<const void*>(&jit::ebpfrt_rt_check)));
+    std::array<std::uint64_t, 2> out[2]{{0, 5}, {0, 5}};
+    std::size_t checks[2]{};
+    HelperTable none;
+    for (int proved = 0; proved < 2; ++proved) {
+        SCOPED_TRACE(proved ? "proved" : "not proved");
+        VmOptions vo{.checked = true};  // the proved bits are part of the compile-cache key
+        if (proved) vo.proved = stack_only;
+        JitDump dump;
+        auto jit = JitProgram::create(*prog, none, vo);
+        const std::string ir = dump.finish();
+        ASSERT_TRUE(jit) << jit.error().message();
+        for (std::size_t at = ir.find(check); at != std::string::npos; at = ir.find(check, at + 1)) ++checks[proved];
+        auto r = jit->run(std::as_writable_bytes(std::span(out[proved])));
+        ASSERT_TRUE(r) << r.error().message();
+    }
+    // The context accesses keep their check; the stack ones lose theirs.
+    EXPECT_GT(checks[1], 0u);
+    EXPECT_GT(checks[0], checks[1]);
+    EXPECT_EQ(out[0], out[1]);
+    EXPECT_EQ(out[1][0], 42u);
 }
 
 }  // namespace
