@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <ebpfrt/aot.hpp>
+#include <ebpfrt/elf.hpp>
 #include <ebpfrt/helpers.hpp>
 #include <ebpfrt/isa.hpp>
 #include <ebpfrt/jit.hpp>
@@ -37,11 +38,12 @@ commands:
         "time: <ns> ns/run over <N> runs" on stderr. --budget N stops a run after N instructions.
         --unchecked skips the bounds checks (only for trusted code). --engine aot compiles the program
         to an object in memory and runs it through ebpfrt's own object loader (not for ELF input).
-  aot FILE -o OUT.o [--raw] [--target TRIPLE] [--cpu CPU] [--entry NAME] [--unchecked] [--budget]
-        compile a program (assembler text, or instruction bytes with --raw) ahead of time to a
-        relocatable ELF object: x86_64-linux-gnu, aarch64-linux-gnu or riscv64-linux-gnu (default:
-        this host). Load it with ebpfrt::aot::load, with the same checked mode (--unchecked) and
-        budget (--budget: load with a non-zero instruction budget).
+  aot FILE -o OUT.o [--section S] [--raw] [--target TRIPLE] [--cpu CPU] [--entry NAME] [--unchecked] [--budget]
+        compile a program ahead of time to a relocatable ELF object for x86_64-linux-gnu,
+        aarch64-linux-gnu or riscv64-linux-gnu (default: this host). FILE is a clang-compiled object
+        (the program in section or named S; its maps are recorded by name and shape), assembler text,
+        or instruction bytes with --raw. Load the output with Runtime::load_aot (or aot::load), with
+        the same checked mode (--unchecked) and budget (--budget: a non-zero instruction budget).
   inspect FILE [--btf VMLINUX]
         programs (section, type, instruction count), maps (type, key/value size, max_entries),
         globals and a relocation summary of an ELF object; --btf names the CO-RE target BTF
@@ -188,16 +190,17 @@ int cmd_run(const std::vector<std::string>& args) {
 }
 
 int cmd_aot(const std::vector<std::string>& args) {
-    std::string in, out;
+    std::string in, out, section;
     aot::Target target;
     aot::CompileOptions co;
     bool raw = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
-        if (a == "-o" || a == "--target" || a == "--cpu" || a == "--entry") {
+        if (a == "-o" || a == "--target" || a == "--cpu" || a == "--entry" || a == "--section") {
             if (i + 1 >= args.size()) return fail(fmt::format("aot: {} needs a value", a));
             const std::string& v = args[++i];
             if (a == "-o") out = v;
+            if (a == "--section") section = v;
             if (a == "--target") target.triple = v;
             if (a == "--cpu") target.cpu = v;
             if (a == "--entry") co.entry = v;
@@ -218,9 +221,33 @@ int cmd_aot(const std::vector<std::string>& args) {
     if (in.empty() || out.empty())
         return fail("aot: usage: ebpfrt aot FILE -o OUT.o [--target TRIPLE] (see ebpfrt help)");
     if (!aot::compile_available()) return fail("aot: this build of ebpfrt has no LLVM (EBPFRT_WITH_LLVM=OFF)");
-    if (auto head = cli::read_file(in); head && is_elf(*head))
-        return fail(fmt::format(
-            "aot \"{}\": ELF input is not supported (pass assembler text or, with --raw, bytecode)", in));
+    if (auto head = cli::read_file(in); head && is_elf(*head)) {
+        // A clang-compiled object: one program (by section or name), with the object's maps recorded
+        // in the output so that Runtime::load_aot binds them by name.
+        auto obj = Object::open(in);
+        if (!obj) return fail(obj.error().message());
+        const ProgramSpec* pick = nullptr;
+        std::string names;
+        for (const auto& p : obj->programs()) {
+            if (section.empty() ? obj->programs().size() == 1 : (p.section == section || p.name == section))
+                pick = &p;
+            names += fmt::format("{}\"{}\" ({})", names.empty() ? "" : ", ", p.section, p.name);
+        }
+        if (pick == nullptr)
+            return fail(section.empty() ? fmt::format("aot \"{}\": {} programs, choose one with --section: {}", in,
+                                                      obj->programs().size(), names)
+                                        : fmt::format("aot \"{}\": no program in section or named \"{}\" (have {})",
+                                                      in, section, names));
+        if (!pick->unresolved_calls.empty())
+            return fail(fmt::format("aot \"{}\": program \"{}\" calls undefined function \"{}\"", in, pick->name,
+                                    pick->unresolved_calls.front()));
+        co.maps = obj->maps();
+        auto object = aot::compile(pick->insns, target, co);
+        if (!object) return fail(object.error().wrap(fmt::format("aot \"{}\": program \"{}\"", in, pick->name)).message());
+        if (auto w = cli::write_file(out, *object); !w) return fail(w.error().message());
+        return 0;
+    }
+    if (!section.empty()) return fail(fmt::format("aot \"{}\": --section applies to ELF objects only", in));
     auto prog = load_program(in, raw);
     if (!prog) return fail(prog.error().message());
     auto object = aot::compile(*prog, target, co);

@@ -1,10 +1,17 @@
-// `ebpfrt run FILE.o --section S` and `ebpfrt map list|dump` on clang-compiled objects.
+// `ebpfrt run FILE.o --section S`, `ebpfrt aot FILE.o --section S` and `ebpfrt map list|dump` on
+// clang-compiled objects.
 
 #include <gtest/gtest.h>
+
+#include <ebpfrt/elf.hpp>
+#include <ebpfrt/runtime.hpp>
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "cli_test_util.hpp"
 
@@ -46,6 +53,39 @@ TEST_F(ElfCli, AmbiguousOrUnknownSectionIsOneLineError) {
     EXPECT_EQ(o.status, 1);
     EXPECT_NE(o.err.find("no program in section or named \"nope\""), std::string::npos) << o.err;
     EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+}
+
+TEST_F(ElfCli, AotCompilesAProgramOfAnObjectWithItsMaps) {
+    const std::string out = temp_path("count.aot.o");
+    Output o = run(cli + " aot " + counter + " --section count -o " + out);
+    ASSERT_EQ(o.status, 0) << o.err;
+    const std::string text = slurp(out);
+    ASSERT_GT(text.size(), 64u);
+    std::vector<std::byte> native(text.size());
+    std::memcpy(native.data(), text.data(), text.size());
+    std::remove(out.c_str());
+
+    // The object's maps, made by loading it; the native code binds to them by name.
+    auto rt = Runtime::create().value();
+    auto obj = Object::open(counter).value();
+    auto coll = rt.load(obj).value();
+    auto aot = rt.load_aot("count_native", native, coll, ProgType::ext);
+    ASSERT_TRUE(aot) << aot.error().message();
+    struct Input {
+        std::uint32_t key, producer;
+        std::uint64_t seq;
+    } in{3, 0, 0};
+    EXPECT_EQ(coll.program("count").value().run(in), 0u);
+    EXPECT_EQ(aot->run(in), 0u);
+    auto counts = coll.map<std::uint32_t, std::uint64_t>("acounts").value();  // the array: key 3 exists
+    EXPECT_EQ(counts.lookup(3).value_or(0), 2u) << "one increment by the bytecode, one by the native code";
+
+    o = run(cli + " aot " + counter + " -o " + out);
+    EXPECT_EQ(o.status, 1);
+    EXPECT_NE(o.err.find("choose one with --section"), std::string::npos) << o.err;
+    o = run(cli + " aot " + counter + " --section nope -o " + out);
+    EXPECT_EQ(o.status, 1);
+    EXPECT_NE(o.err.find("no program in section or named \"nope\""), std::string::npos) << o.err;
 }
 
 TEST_F(ElfCli, SharedMapsSurviveTheRunAndDumpByBtf) {
