@@ -140,7 +140,7 @@ Result<std::vector<std::byte>> compile(std::span<const Insn> prog, const Target&
     req.lddw_symbol.assign(prog.size(), {});
     req.rt = {sym("ebpfrt_rt_check"),        sym("ebpfrt_rt_fault"),  sym("ebpfrt_rt_check_helper"),
               sym("ebpfrt_rt_after_helper"), sym("ebpfrt_rt_unwind"), sym("ebpfrt_rt_callx"),
-              sym("ebpfrt_rt_ldabs")};
+              sym("ebpfrt_rt_ldabs"),        sym("ebpfrt_rt_tail_entry")};
     auto at = [&](std::size_t i, Errc code, std::string reason) {
         return wrap(Error(code, fmt::format("insn {} ({}): {}", i, isa::disassemble_one(prog, i), reason)));
     };

@@ -675,6 +675,7 @@ Result<JitProgram> load(std::span<const std::byte> object, const HelperTable& he
             {"ebpfrt_rt_unwind", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_unwind))},
             {"ebpfrt_rt_callx", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_callx))},
             {"ebpfrt_rt_ldabs", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_ldabs))},
+            {"ebpfrt_rt_tail_entry", detail::address_of(reinterpret_cast<const void*>(&ebpfrt_rt_tail_entry))},
             // Optimisation may turn loops into these.
             {"memcpy", detail::address_of(reinterpret_cast<const void*>(&::memcpy))},
             {"memmove", detail::address_of(reinterpret_cast<const void*>(&::memmove))},

@@ -251,6 +251,20 @@ extern "C" void ebpfrt_rt_after_helper(void* run, std::uint32_t insn) {
     std::longjmp(*r->jmp_, 1);  // start() sorts out fault, unwind or tail call
 }
 
+extern "C" void* ebpfrt_rt_tail_entry(void* run) {
+    JitRun* r = run_of(run);
+    if (r->tail_jit_ == nullptr || r->error_ || r->unwinding_) return nullptr;
+    // As start()'s loop does for a target reached through the run loop: the target runs on fresh
+    // frames, with the same r1, within this run (the chain limit and the budget carry over).
+    r->st_ = r->tail_jit_;
+    r->tail_jit_ = nullptr;
+    r->checked_ = r->st_->options.checked;
+    r->stack_lo = 0;
+    std::fill(std::begin(r->frames), std::end(r->frames), 0);
+    r->pending = 0;
+    return reinterpret_cast<void*>(r->st_->entry);
+}
+
 extern "C" void ebpfrt_rt_unwind(void* run) {
     JitRun* r = run_of(run);
     r->unwinding_ = true;

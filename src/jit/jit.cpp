@@ -110,7 +110,8 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
               addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_check_helper)),
               addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_after_helper)),
               addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_unwind)), addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_callx)),
-              addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_ldabs))};
+              addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_ldabs)),
+              addr(reinterpret_cast<const void*>(&jit::ebpfrt_rt_tail_entry))};
     bool has_callx = false;
     auto at = [&](std::size_t i, std::string reason) {
         return Error(Errc::invalid_argument, fmt::format("insn {} ({}): {}", i, isa::disassemble_one(prog, i), reason));

@@ -193,6 +193,7 @@ private:
     // --- one function ---
 
     void lower_function(Function* f, std::size_t start, std::size_t end) {
+        is_entry_ = start == 0;
         const auto insns = req_.insns;
         auto* entry = BasicBlock::Create(ctx_, "entry", f);
         b_.SetInsertPoint(entry);
@@ -447,13 +448,39 @@ private:
     }
 
     // After any helper: raise what it left pending (a callee fault, an unwind, a tail call).
-    void emit_after_helper(std::size_t i) {
+    // After a helper: if it asked for something (pending), either jump to a compiled tail-call target
+    // (from the entry function only: a tail call replaces the whole program, so a subprogram leaves it
+    // to the run loop) or let the run loop sort it out. `r1` is the helper's first argument, the
+    // context a tail-called program gets.
+    void emit_after_helper(std::size_t i, Value* r1) {
         Value* pending = b_.CreateLoad(i8_, run_field(offsetof(RunHeader, pending)));
         Function* f = b_.GetInsertBlock()->getParent();
         auto* slow = BasicBlock::Create(ctx_, "helper.pending", f);
         auto* done = BasicBlock::Create(ctx_, "helper.done", f);
         b_.CreateCondBr(b_.CreateICmpNE(pending, b_.getInt8(0)), slow, done);
         b_.SetInsertPoint(slow);
+        if (is_entry_ && r1 != nullptr) {
+            // Only when it runs as the program, not as a callback (depth 0).
+            auto* attempt = BasicBlock::Create(ctx_, "tail.try", f);
+            auto* skip = BasicBlock::Create(ctx_, "tail.skip", f);
+            b_.CreateCondBr(b_.CreateICmpEQ(depth_, b_.getInt32(0)), attempt, skip);
+            b_.SetInsertPoint(attempt);
+            auto* tt = llvm::FunctionType::get(ptr_, {ptr_}, false);
+            Value* target = b_.CreateCall(callee(req_.rt.tail_entry, tt), {run_});
+            auto* jump = BasicBlock::Create(ctx_, "tail.jump", f);
+            auto* other = BasicBlock::Create(ctx_, "tail.other", f);
+            b_.CreateCondBr(b_.CreateICmpNE(target, llvm::ConstantPointerNull::get(llvm::PointerType::get(ctx_, 0))),
+                            jump, other);
+            b_.SetInsertPoint(jump);
+            auto* call = b_.CreateCall(fn_type_, target,
+                                       {r1, b_.getInt64(0), b_.getInt64(0), b_.getInt64(0), b_.getInt64(0), run_,
+                                        b_.getInt32(0)});
+            call->setTailCallKind(llvm::CallInst::TCK_MustTail);
+            b_.CreateRet(call);
+            b_.SetInsertPoint(other);
+            b_.CreateBr(skip);
+            b_.SetInsertPoint(skip);
+        }
         auto* type = llvm::FunctionType::get(Type::getVoidTy(ctx_), {ptr_, i32_}, false);
         b_.CreateCall(callee(req_.rt.after_helper, type), {run_, i32(i)});
         b_.CreateBr(done);
@@ -468,7 +495,7 @@ private:
             r0 = b_.CreateCall(callee(req_.rt.callx, type),
                                {run_, reg(in.dst), args[0], args[1], args[2], args[3], args[4], depth_, i32(i)});
             set(0, r0);
-            emit_after_helper(i);
+            emit_after_helper(i, args[0]);
         } else if (in.src == isa::call_local) {
             Function* f = b_.GetInsertBlock()->getParent();
             auto* deep = BasicBlock::Create(ctx_, "call.deep", f);
@@ -510,7 +537,7 @@ private:
             auto* type = llvm::FunctionType::get(i64_, {i64_, i64_, i64_, i64_, i64_}, false);
             r0 = b_.CreateCall(callee(h.fn, type), {args[0], args[1], args[2], args[3], args[4]});
             set(0, r0);
-            emit_after_helper(i);
+            emit_after_helper(i, args[0]);
             if (h.unwind_on_zero) {
                 Function* f = b_.GetInsertBlock()->getParent();
                 auto* unwind = BasicBlock::Create(ctx_, "unwind", f);
@@ -572,6 +599,7 @@ private:
     Value* depth_ = nullptr;
     std::optional<std::int64_t> stack_off_[11];  // register = frame top + offset, when known
     std::optional<std::size_t> array_of_[11];     // register = an inlinable array map (its lddw slot)
+    bool is_entry_ = false;                       // lowering the program's entry function
 };
 
 }  // namespace

@@ -46,7 +46,7 @@ struct HelperUse {
 
 /// Addresses of the runtime support functions (rt_abi.hpp).
 struct RuntimeCallees {
-    Callee check, fault, check_helper, after_helper, unwind, callx, ldabs;
+    Callee check, fault, check_helper, after_helper, unwind, callx, ldabs, tail_entry;
 };
 
 struct LowerRequest {

@@ -36,6 +36,10 @@ void ebpfrt_rt_check_helper(void* run, std::uint32_t insn, std::uint32_t helper,
                             std::uint64_t r3, std::uint64_t r4, std::uint64_t r5);
 // After a helper that set `pending`: raises a callee's fault, unwinds, or performs a tail call.
 void ebpfrt_rt_after_helper(void* run, std::uint32_t insn);
+// After a helper asked for a tail call into compiled code (pending set): switches the run to the
+// target and returns its entry function, which the caller's entry function then jumps to (musttail);
+// nullptr when the pending request is anything else (fault, unwind, an interpreted target).
+void* ebpfrt_rt_tail_entry(void* run);
 // Ends the whole program with r0 = 0 (an unwind_on_zero helper returned 0).
 [[noreturn]] void ebpfrt_rt_unwind(void* run);
 // `callx`: target is a helper id or a function address from lddw src=4.

@@ -454,5 +454,24 @@ exit
     EXPECT_EQ(out[1][0], 42u);
 }
 
+// --- a tail call from the entry function is a jump (musttail), not a return to the run loop ---
+
+TEST(JitTailCalls, EntryFunctionJumpsToTheTarget) {
+    auto rt = Runtime::create({.engine = Engine::jit}).value();
+    auto prog = isa::assemble(R"(
+lddw %r2, 0
+mov %r3, 0
+call 12
+mov %r0, 7
+exit
+)");
+    ASSERT_TRUE(prog) << prog.error().message();
+    JitDump dump;
+    auto jit = JitProgram::create(*prog, rt.helpers(), {.checked = false});
+    const std::string ir = dump.finish();
+    ASSERT_TRUE(jit) << jit.error().message();
+    EXPECT_NE(ir.find("musttail call"), std::string::npos) << "no tail jump in:\n" << ir.substr(0, 2000);
+}
+
 }  // namespace
 }  // namespace ebpfrt
