@@ -292,12 +292,34 @@ void register_program(detail::RuntimeState& rt, const std::shared_ptr<const deta
 
 }  // namespace
 
+namespace {
+
+// Unchecked runs rely on the verifier alone: say so when it left some accesses to run-time checks
+// (a host-defined context, packets, kernel objects), which then nothing bounds.
+void warn_unbounded(const detail::RuntimeState& rt, std::string_view name, std::span<const Insn> code,
+                    const VerifyReport& report) {
+    if (rt.options.checked || !rt.options.verify || report.proved.size() != code.size()) return;
+    std::size_t open = 0;
+    for (std::size_t i = 0; i < code.size(); ++i) {
+        const std::uint8_t c = isa::cls(code[i].opcode);
+        if ((c == isa::cls_ldx || c == isa::cls_st || c == isa::cls_stx) && !report.proved[i]) ++open;
+    }
+    if (open != 0)
+        rt.log(LogLevel::warning,
+               fmt::format("program \"{}\" runs unchecked, but the verifier could not bound {} of its memory accesses "
+                           "(context, packet or kernel-object pointers): RuntimeOptions::checked keeps them safe",
+                           name, open));
+}
+
+}  // namespace
+
 Result<Program> Runtime::load_program(std::string_view name, std::span<const Insn> code, ProgType type) {
     VerifyReport report;
     if (s_->options.verify) {
         if (auto ok = verify(name, code, {.type = type, .helpers = &s_->helpers}, &report); !ok)
             return ok.error().wrap(fmt::format("load \"{}\"", name));
     }
+    warn_unbounded(*s_, name, code, report);
     auto st = prepare(s_, name, std::vector<Insn>(code.begin(), code.end()), {}, std::move(report.proved));
     if (!st) return st.error().wrap(fmt::format("load \"{}\"", name));
     (*st)->type = type;
@@ -571,6 +593,7 @@ Result<Collection> Runtime::load(const Object& object) {
             vo.fold_readonly_maps = false;
             if (auto ok = verify(ps.name, ps.insns, vo, &report); !ok) return ok.error().wrap(where);
         }
+        warn_unbounded(*s_, ps.name, ps.insns, report);
         auto st = prepare(s_, ps.name, ps.insns, maps, std::move(report.proved));
         if (!st) return st.error().wrap(fmt::format("{}: program \"{}\"", where, ps.name));
         (*st)->section = ps.section;

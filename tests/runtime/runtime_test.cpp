@@ -1,4 +1,5 @@
 #include <ebpfrt/aot.hpp>
+#include <ebpfrt/isa.hpp>
 #include <ebpfrt/jit.hpp>
 #include <ebpfrt/runtime.hpp>
 
@@ -9,6 +10,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -321,6 +323,35 @@ TEST(JitRuntime, InlinedArrayLookupsCountLikeTheHelper) {
         for (std::uint32_t k = 0; k < 16; ++k) total += acounts.lookup(k).value();
         EXPECT_EQ(total, 3u);  // 16, 99 and 0xffffffff are out of range
     }
+}
+
+// Unchecked runs rely on the verifier alone: the runtime warns about accesses it could not bound.
+TEST(Runtime, UncheckedLoadWarnsAboutAccessesTheVerifierLeftToChecks) {
+    std::vector<std::string> warnings;
+    RuntimeOptions o;
+    o.checked = false;
+    o.log = [&](LogLevel level, std::string_view m) {
+        if (level == LogLevel::warning) warnings.emplace_back(m);
+    };
+    auto rt = Runtime::create(std::move(o)).value();
+    auto ctx_read = isa::assemble("ldxw %r0, [%r1+0]\nexit").value();       // host context: unbounded
+    auto stack_only = isa::assemble("stdw [%r10-8], 3\nldxdw %r0, [%r10-8]\nexit").value();
+    ASSERT_TRUE(rt.load_program("stack_only", stack_only));
+    EXPECT_TRUE(warnings.empty());
+    ASSERT_TRUE(rt.load_program("ctx_read", ctx_read));
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("\"ctx_read\" runs unchecked"), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find("1 of its memory accesses"), std::string::npos) << warnings[0];
+
+    // Checked (the default): nothing to say.
+    warnings.clear();
+    RuntimeOptions c;
+    c.log = [&](LogLevel level, std::string_view m) {
+        if (level == LogLevel::warning) warnings.emplace_back(m);
+    };
+    auto checked = Runtime::create(std::move(c)).value();
+    ASSERT_TRUE(checked.load_program("ctx_read", ctx_read));
+    EXPECT_TRUE(warnings.empty());
 }
 
 }  // namespace
