@@ -4,8 +4,11 @@
 #include <cstdint>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include <ebpfrt/elf.hpp>
+#include <ebpfrt/result.hpp>
 #include <ebpfrt/vm.hpp>
 
 namespace ebpfrt::cli {
@@ -30,6 +33,11 @@ struct RunOptions {
 
 /// `ebpfrt run FILE.o [--section S]`: loads the object into a runtime and runs one program. Exit status.
 int run_elf(const std::string& path, const RunOptions& options);
+
+/// The program of `obj` in section or named `section` (or its only program when `section` is empty).
+/// Errors: not_found "<verb> \"<path>\": ..." naming the programs there are.
+Result<const ProgramSpec*> pick_program(const Object& obj, const std::string& section, std::string_view verb,
+                                        const std::string& path);
 
 /// `ebpfrt map list|dump ...`. Exit status.
 int map_command(const std::vector<std::string>& args);

@@ -105,6 +105,22 @@ int dump(const MapRef& m, const Object* obj, std::string_view object_name) {
 
 }  // namespace
 
+Result<const ProgramSpec*> pick_program(const Object& obj, const std::string& section, std::string_view verb,
+                                        const std::string& path) {
+    const ProgramSpec* pick = nullptr;
+    std::string names;
+    for (const auto& p : obj.programs()) {
+        if (section.empty() ? obj.programs().size() == 1 : (p.section == section || p.name == section)) pick = &p;
+        names += fmt::format("{}\"{}\" ({})", names.empty() ? "" : ", ", p.section, p.name);
+    }
+    if (pick != nullptr) return pick;
+    return Error(Errc::not_found,
+                 section.empty() ? fmt::format("{} \"{}\": {} programs, choose one with --section: {}", verb, path,
+                                               obj.programs().size(), names)
+                                 : fmt::format("{} \"{}\": no program in section or named \"{}\" (have {})", verb, path,
+                                               section, names));
+}
+
 int run_elf(const std::string& path, const RunOptions& o) {
     auto obj = Object::open(path);
     if (!obj) return fail(obj.error().message());
@@ -112,19 +128,11 @@ int run_elf(const std::string& path, const RunOptions& o) {
     if (!rt) return fail(rt.error().message());
     auto coll = rt->load(*obj);
     if (!coll) return fail(coll.error().message());
-    const Program* prog = nullptr;
-    std::string names;
-    for (const auto& p : coll->programs()) {
-        if (o.section.empty() ? coll->programs().size() == 1 : (p.section() == o.section || p.name() == o.section))
-            prog = &p;
-        names += fmt::format("{}\"{}\" ({})", names.empty() ? "" : ", ", p.section(), p.name());
-    }
-    if (prog == nullptr)
-        return fail(o.section.empty()
-                        ? fmt::format("run \"{}\": {} programs, choose one with --section: {}", path,
-                                      coll->programs().size(), names)
-                        : fmt::format("run \"{}\": no program in section or named \"{}\" (have {})", path, o.section,
-                                      names));
+    auto spec = pick_program(*obj, o.section, "run", path);
+    if (!spec) return fail(spec.error().message());
+    auto picked = coll->program((*spec)->name);
+    if (!picked) return fail(picked.error().message());
+    const Program* prog = &*picked;
     std::vector<std::byte> ctx = o.mem;
     auto r0 = prog->try_run(ctx);
     if (!r0) return fail(r0.error().message());

@@ -226,18 +226,9 @@ int cmd_aot(const std::vector<std::string>& args) {
         // in the output so that Runtime::load_aot binds them by name.
         auto obj = Object::open(in);
         if (!obj) return fail(obj.error().message());
-        const ProgramSpec* pick = nullptr;
-        std::string names;
-        for (const auto& p : obj->programs()) {
-            if (section.empty() ? obj->programs().size() == 1 : (p.section == section || p.name == section))
-                pick = &p;
-            names += fmt::format("{}\"{}\" ({})", names.empty() ? "" : ", ", p.section, p.name);
-        }
-        if (pick == nullptr)
-            return fail(section.empty() ? fmt::format("aot \"{}\": {} programs, choose one with --section: {}", in,
-                                                      obj->programs().size(), names)
-                                        : fmt::format("aot \"{}\": no program in section or named \"{}\" (have {})",
-                                                      in, section, names));
+        auto picked = cli::pick_program(*obj, section, "aot", in);
+        if (!picked) return fail(picked.error().message());
+        const ProgramSpec* pick = *picked;
         if (!pick->unresolved_calls.empty())
             return fail(fmt::format("aot \"{}\": program \"{}\" calls undefined function \"{}\"", in, pick->name,
                                     pick->unresolved_calls.front()));

@@ -109,6 +109,17 @@ public:
 
     Result<std::uint64_t> start(const std::array<std::uint64_t, 5>& args) noexcept;
 
+    // Makes the pending compiled tail-call target the running program: fresh frames, the same run
+    // (so the chain limit and the budget carry over). Its entry function is then called or jumped to.
+    detail::EntryFn enter_tail() noexcept {
+        st_ = tail_jit_;
+        tail_jit_ = nullptr;
+        checked_ = st_->options.checked;
+        stack_lo = 0;
+        std::fill(std::begin(frames), std::end(frames), 0);
+        return st_->entry;
+    }
+
     const JitState* st_;
     bool checked_;
     detail::RegionSet granted_;
@@ -146,14 +157,8 @@ Result<std::uint64_t> JitRun::start(const std::array<std::uint64_t, 5>& args) no
     bool ok = guarded_call(*this, st_->entry, args, 0, r0);
     // A tail call to compiled code: the target starts on a fresh frame with the same r1, within
     // this run (so the chain limit and the budget carry over).
-    while (!ok && tail_jit_ != nullptr && !error_ && !unwinding_) {
-        st_ = tail_jit_;
-        tail_jit_ = nullptr;
-        checked_ = st_->options.checked;
-        stack_lo = 0;
-        std::fill(std::begin(frames), std::end(frames), 0);
-        ok = guarded_call(*this, st_->entry, {args[0], 0, 0, 0, 0}, 0, r0);
-    }
+    while (!ok && tail_jit_ != nullptr && !error_ && !unwinding_)
+        ok = guarded_call(*this, enter_tail(), {args[0], 0, 0, 0, 0}, 0, r0);
     current = saved;
     if (ok) return r0;
     if (error_) return std::move(*error_);
@@ -254,15 +259,8 @@ extern "C" void ebpfrt_rt_after_helper(void* run, std::uint32_t insn) {
 extern "C" void* ebpfrt_rt_tail_entry(void* run) {
     JitRun* r = run_of(run);
     if (r->tail_jit_ == nullptr || r->error_ || r->unwinding_) return nullptr;
-    // As start()'s loop does for a target reached through the run loop: the target runs on fresh
-    // frames, with the same r1, within this run (the chain limit and the budget carry over).
-    r->st_ = r->tail_jit_;
-    r->tail_jit_ = nullptr;
-    r->checked_ = r->st_->options.checked;
-    r->stack_lo = 0;
-    std::fill(std::begin(r->frames), std::end(r->frames), 0);
     r->pending = 0;
-    return reinterpret_cast<void*>(r->st_->entry);
+    return reinterpret_cast<void*>(r->enter_tail());
 }
 
 extern "C" void ebpfrt_rt_unwind(void* run) {

@@ -5,6 +5,7 @@
 #include "domain.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace ebpfrt::verifier {
 
@@ -220,6 +221,15 @@ Scalar sub64(const Scalar& a, const Scalar& b) {
     return r;
 }
 
+// Signed division or modulo as RFC 9669 defines them: x / 0 = 0, x % 0 = x, and the overflowing
+// MIN / -1 = MIN (MIN % -1 = 0).
+template <class T> T signed_divmod(bool div, T x, T y) {
+    using U = std::make_unsigned_t<T>;
+    if (y == 0) return div ? 0 : x;
+    if (y == -1) return div ? static_cast<T>(U{0} - static_cast<U>(x)) : 0;
+    return div ? x / y : x % y;
+}
+
 Scalar mul64(const Scalar& a, const Scalar& b) {
     if (a.is_const() && b.is_const()) return Scalar::constant(a.umin * b.umin);
     Scalar r;
@@ -265,21 +275,10 @@ Scalar alu(AluOp op, const Scalar& dst_in, const Scalar& src_in, bool alu32) noe
         case AluOp::smod:
             if (a.is_const() && b.is_const()) {
                 // Exact, with RFC 9669's rules for 0 and overflow.
-                if (alu32) {
-                    auto x = static_cast<std::int32_t>(a.umin), y = static_cast<std::int32_t>(b.umin);
-                    std::int32_t v;
-                    if (y == 0) v = op == AluOp::sdiv ? 0 : x;
-                    else if (y == -1) v = op == AluOp::sdiv ? static_cast<std::int32_t>(0u - static_cast<std::uint32_t>(x)) : 0;
-                    else v = op == AluOp::sdiv ? x / y : x % y;
-                    r = Scalar::constant(static_cast<std::uint32_t>(v));
-                } else {
-                    auto x = static_cast<std::int64_t>(a.umin), y = static_cast<std::int64_t>(b.umin);
-                    std::int64_t v;
-                    if (y == 0) v = op == AluOp::sdiv ? 0 : x;
-                    else if (y == -1) v = op == AluOp::sdiv ? static_cast<std::int64_t>(0ull - static_cast<std::uint64_t>(x)) : 0;
-                    else v = op == AluOp::sdiv ? x / y : x % y;
-                    r = Scalar::constant(static_cast<std::uint64_t>(v));
-                }
+                r = alu32 ? Scalar::constant(static_cast<std::uint32_t>(signed_divmod<std::int32_t>(
+                                op == AluOp::sdiv, static_cast<std::int32_t>(a.umin), static_cast<std::int32_t>(b.umin))))
+                          : Scalar::constant(static_cast<std::uint64_t>(signed_divmod<std::int64_t>(
+                                op == AluOp::sdiv, static_cast<std::int64_t>(a.umin), static_cast<std::int64_t>(b.umin))));
             } else {
                 r = Scalar::unknown();
             }

@@ -137,6 +137,21 @@ struct Frame {
     friend bool operator==(const Frame&, const Frame&) = default;
 };
 
+// Spilled registers in stack bytes [first, last) that are overwritten become plain data.
+void forget_spills(Frame& fr, int first, int last) {
+    for (int sl = first / 8; sl <= (last - 1) / 8; ++sl)
+        if (fr.bytes[sl * 8] == sb_spill) {
+            for (int b = sl * 8; b < sl * 8 + 8; ++b) fr.bytes[b] = sb_misc;
+            fr.spill.reset(sl);
+        }
+}
+
+// Bytes of a load or store (the size field of its opcode).
+int access_size(std::uint8_t opcode) {
+    static constexpr int sizes[] = {4, 2, 1, 8};
+    return sizes[(opcode >> 3) & 3];
+}
+
 struct State {
     std::vector<Frame> frames;
     Frame& cur() { return frames.back(); }
@@ -872,11 +887,7 @@ struct Verifier {
         if (write) {
             if (exact) {
                 // Bytes of spilled registers that are partly overwritten become plain data.
-                for (int sl = first / 8; sl <= (last - 1) / 8; ++sl)
-                    if (fr.bytes[sl * 8] == sb_spill) {
-                        for (int b = sl * 8; b < sl * 8 + 8; ++b) fr.bytes[b] = sb_misc;
-                        fr.spill.reset(sl);
-                    }
+                forget_spills(fr, first, last);
                 bool spill = val && size == 8 && first % 8 == 0 && (val->kind != Kind::scalar || read == false);
                 if (spill && !read) {
                     for (int b = first; b < last; ++b) fr.bytes[b] = sb_spill;
@@ -887,11 +898,7 @@ struct Verifier {
                 }
             } else {
                 // A store somewhere in [first, last): spilled registers there are no longer known.
-                for (int sl = first / 8; sl <= (last - 1) / 8; ++sl)
-                    if (fr.bytes[sl * 8] == sb_spill) {
-                        for (int b = sl * 8; b < sl * 8 + 8; ++b) fr.bytes[b] = sb_misc;
-                        fr.spill.reset(sl);
-                    }
+                forget_spills(fr, first, last);
                 for (int b = first; b < last; ++b)
                     if (fr.bytes[b] == sb_zero) fr.bytes[b] = sb_misc;
             }
@@ -981,11 +988,7 @@ struct Verifier {
                 } else {
                     // The helper writes the bytes: spills there are gone; the bytes it surely writes
                     // (the minimum size at the lowest offset) become initialised.
-                    for (int sl = first / 8; sl <= (last - 1) / 8; ++sl)
-                        if (fr.bytes[sl * 8] == sb_spill) {
-                            for (int b = sl * 8; b < sl * 8 + 8; ++b) fr.bytes[b] = sb_misc;
-                            fr.spill.reset(sl);
-                        }
+                    forget_spills(fr, first, last);
                     if (p.v.is_const()) {
                         auto n = static_cast<int>(std::min<std::uint64_t>(size.umin, static_cast<std::uint64_t>(sz)));
                         for (int b = first; b < first + n; ++b) fr.bytes[b] = sb_misc;
@@ -1709,16 +1712,14 @@ struct Verifier {
                         return fail(fmt::format("packet load (ld_abs/ld_ind) in a {} program", to_string(opt.type)));
                     if (f.r[6].kind != Kind::ctx) return fail("packet load (ld_abs/ld_ind) needs the context in r6");
                     if ((in.opcode & 0xe0) == isa::mode_ind && !read_reg(s, in.src)) return false;
-                    static constexpr int sizes[] = {4, 2, 1, 8};
-                    int size = sizes[(in.opcode >> 3) & 3];
+                    int size = access_size(in.opcode);
                     f.r[0] = loaded_scalar(size, false);
                     for (int r = 1; r <= 5; ++r) f.r[r] = Reg{};
                     ++pc;
                     continue;
                 }
                 case isa::cls_ldx: {
-                    static constexpr int sizes[] = {4, 2, 1, 8};
-                    int size = sizes[(in.opcode >> 3) & 3];
+                    int size = access_size(in.opcode);
                     bool sx = (in.opcode & 0xe0) == isa::mode_memsx;
                     Reg out;
                     if (!access(s, in.src, in.offset, size, false, true, &out, nullptr, sx)) return false;
@@ -1728,8 +1729,7 @@ struct Verifier {
                 }
                 case isa::cls_st:
                 case isa::cls_stx: {
-                    static constexpr int sizes[] = {4, 2, 1, 8};
-                    int size = sizes[(in.opcode >> 3) & 3];
+                    int size = access_size(in.opcode);
                     if ((in.opcode & 0xe0) == isa::mode_atomic) {
                         if (!read_reg(s, in.src)) return false;
                         if (s.cur().r[in.src].kind != Kind::scalar)
