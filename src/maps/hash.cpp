@@ -52,7 +52,10 @@ struct LruLinks {
 // element as the new spare, so the common update never touches the shared free list.
 // The lock is an OwnerLock, not a RobustMutex: an update holds it for a few tens of nanoseconds, and the
 // robust pthread mutex (out-of-line calls, robust-list bookkeeping, an atomic on both sides) was half of it.
-struct alignas(64) HashStripe {
+// Four to a cache line, like the kernel's bucket locks: 256 stripes on their own lines were 16 KiB, which
+// with the elements of a 1024-entry map no longer fit in L1, and each update's locked CAS then waited for
+// the previous update's stores to miss to L2.
+struct alignas(16) HashStripe {
     OwnerLock m;
     std::uint32_t spare;  // no_index, or an element that is neither linked nor free
 };
@@ -111,8 +114,31 @@ std::byte* value_of(HashMap* m, HashElem* e) noexcept {
 }
 LruLinks* lru_of(HashElem* e) noexcept { return reinterpret_cast<LruLinks*>(e + 1); }
 std::atomic<std::uint32_t>& gen_of(HashElem* e) noexcept { return e->link.aux; }
-std::uint32_t hash_key(HashMap* m, const void* key) noexcept {
-    return hash_bytes(key, m->h.key_size, m->h.seed);
+// Keys of 4 and 8 bytes (most maps: pids, addresses, ids) are hashed with one 64x64->128-bit multiply by a
+// seeded odd constant, folding the halves: every output bit depends on every key bit, and the latency is a
+// multiply and a xor instead of hash_bytes' chain of four (it sits in front of the bucket load, on the
+// critical path of every lookup and update).
+std::uint32_t mul_fold(std::uint64_t w, std::uint64_t seed) noexcept {
+    const unsigned __int128 p =
+        static_cast<unsigned __int128>(w ^ seed) * ((seed >> 7) ^ 0x9e3779b97f4a7c15ULL | 1);
+    const std::uint64_t x = static_cast<std::uint64_t>(p) ^ static_cast<std::uint64_t>(p >> 64);
+    return static_cast<std::uint32_t>(x ^ (x >> 32));
+}
+[[gnu::always_inline]] inline std::uint32_t hash_key(HashMap* m, const void* key) noexcept {
+    switch (m->h.key_size) {
+    case 4: {
+        std::uint32_t w;
+        std::memcpy(&w, key, 4);
+        return mul_fold(w, m->h.seed);
+    }
+    case 8: {
+        std::uint64_t w;
+        std::memcpy(&w, key, 8);
+        return mul_fold(w, m->h.seed);
+    }
+    default:
+        return hash_bytes(key, m->h.key_size, m->h.seed);
+    }
 }
 std::uint32_t bucket_of(HashMap* m, std::uint32_t hash) noexcept { return hash & (m->n_buckets - 1); }
 bool is_null(std::uint32_t idx) noexcept { return idx & null_bit; }
@@ -272,6 +298,13 @@ void repair(HashMap* m) noexcept {
                     lru_push_head(m, idx);
                 }
         }
+        // A writer that died in write_in_place left its element's generation odd: the value is what it
+        // wrote so far (as with an array map), and readers must stop treating it as being written.
+        for (std::uint32_t b = 0; b < m->n_buckets; ++b)
+            for (std::uint32_t idx = buckets(m)[b].load(); !is_null(idx); idx = elem(m, idx)->next.load()) {
+                std::atomic<std::uint32_t>& g = gen_of(elem(m, idx));
+                if (g.load(std::memory_order_relaxed) & 1) g.fetch_add(1, std::memory_order_relaxed);
+            }
         // Spares, and elements a dead owner held in flight, go back to the free list.
         pool_rebuild_free(&m->pool);
         for (std::uint32_t s = 0; s < m->n_locks; ++s) locks(m)[s].spare = no_index;
@@ -371,6 +404,17 @@ long hash_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t) 
         std::uint32_t g = 0;
         HashElem* e = find(m, key, hash, &g);
         if (!e) return -ENOENT;
+        if (g & 1) [[unlikely]] {
+            // A value write in progress, or left half done by a writer that died (the lock's next owner
+            // repairs that): read under the lock instead of spinning on a generation that may stay odd.
+            const std::uint32_t b = bucket_of(m, hash);
+            StripeGuard guard(m, b);
+            std::atomic<std::uint32_t>* link = nullptr;
+            e = find_locked(m, Elems(m), b, key, hash, &link);
+            if (!e) return -ENOENT;
+            copy_out(m, e, value);
+            return 0;
+        }
         copy_out(m, e, value);
         // seqlock-style check: if the element was unlinked meanwhile, what we copied may be torn.
         std::atomic_thread_fence(std::memory_order_acquire);
@@ -440,11 +484,24 @@ void recycle(HashMap* m, HashStripe& st, std::uint32_t idx) noexcept {
 }
 
 // Readers that copied from e compare its generation before and after; the fence orders the bump before
-// any write by the element's next owner.
+// any write by the element's next owner. The generation is even when no write is in progress: retiring
+// adds 2, an in-place value write makes it odd for its duration (write_in_place).
 void retire(HashElem* e) noexcept {
     // Only the stripe's lock holder writes the generation, so a plain increment (no locked RMW) will do.
-    gen_of(e).store(gen_of(e).load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    gen_of(e).store(gen_of(e).load(std::memory_order_relaxed) + 2, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
+}
+
+// Replaces a linked element's value where it is, as a seqlock writer (caller holds the stripe): host readers
+// that copied while the generation was odd, or changed, copy again. Programs see the new value through
+// pointers they hold, as with BPF_F_LOCK updates and array maps; the element is not swapped, so an update
+// of an existing key writes one line instead of filling the spare, relinking, and recycling the old one.
+void write_in_place(HashMap* m, HashElem* e, const void* value) noexcept {
+    const std::uint32_t g = gen_of(e).load(std::memory_order_relaxed);
+    gen_of(e).store(g + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    copy_bytes(value_of(m, e), value, m->h.value_size);
+    gen_of(e).store(g + 2, std::memory_order_release);
 }
 
 MapHeader* inner_of(HashMap* m, HashElem* e) noexcept {
@@ -529,6 +586,8 @@ long do_update(MapHeader* h, const void* key, const void* value, std::uint64_t f
         } else if (old && m->percpu) {
             update_in_place(m, old, value, src);
             mark_ref(m, old);
+        } else if (old && !m->lru && !m->of_maps) {
+            write_in_place(m, old, value);
         } else {
             std::uint32_t idx = no_index;
             bool oom = false;
@@ -888,6 +947,11 @@ OwnerLock& hash_stripe_lock(MapHeader* h, const void* key) noexcept {
     return locks(m)[bucket_of(m, hash_key(m, key)) & (m->n_locks - 1)].m;
 }
 std::uint32_t hash_repairs(MapHeader* h) noexcept { return hm(h)->repairs.load(std::memory_order_relaxed); }
+std::atomic<std::uint32_t>* hash_generation(MapHeader* h, const void* key) noexcept {
+    HashMap* m = hm(h);
+    HashElem* e = find(m, key, hash_key(m, key));
+    return e ? &gen_of(e) : nullptr;
+}
 
 namespace {
 // Every hash type shares the code; the flags in the body (lru, percpu, of_maps) select the behaviour.

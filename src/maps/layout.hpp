@@ -55,7 +55,7 @@ private:
 inline constexpr std::uint64_t registry_magic = 0x3170616d74727065ULL;  // "eprtmap1"
 /// Bumped whenever a shared structure or the hash function changes: processes built from different
 /// layouts must not share an arena.
-inline constexpr std::uint32_t layout_version = 3;
+inline constexpr std::uint32_t layout_version = 4;
 inline constexpr std::uint64_t map_magic = 0x5244484d54525045ULL;  // "EPRTMHDR"
 inline constexpr std::size_t max_name_len = 127;
 inline constexpr std::size_t page_size = 4096;
@@ -404,6 +404,9 @@ extern const MapOps lpm_trie_ops, queue_ops, stack_ops, bloom_filter_ops, ringbu
 /// guards `key`, and how many times the map has been repaired.
 OwnerLock& hash_stripe_lock(MapHeader* h, const void* key) noexcept;
 std::uint32_t hash_repairs(MapHeader* h) noexcept;
+/// For tests of in-place value writes: the generation word of `key`'s element (odd while its value is
+/// being written), nullptr when the key is absent.
+std::atomic<std::uint32_t>* hash_generation(MapHeader* h, const void* key) noexcept;
 
 /// The value area of an array (max_entries * round_up(value_size, 8) bytes), for MapRef::data().
 std::byte* array_data(MapHeader* h, std::size_t* bytes) noexcept;

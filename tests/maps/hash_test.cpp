@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "maps/layout.hpp"
 #include "maps/maps_internal.hpp"
 #include "test_util.hpp"
 
@@ -352,6 +353,58 @@ TEST(HashOfMaps, InnerMaps) {
     ASSERT_TRUE(outer.erase(bytes(k)));
     EXPECT_GT(a.free_bytes(), before);
     EXPECT_EQ(maps::check_consistency(outer.program_handle()), "");
+}
+
+// Replacing an existing key writes the value in place (a seqlock on the element's generation): host
+// lookups running beside the writers must never return a value half of one update and half of another.
+TEST(Hash, InPlaceUpdatesAreNeverSeenTorn) {
+    auto a = test::anon_arena(16u << 20);
+    struct Wide {
+        std::uint64_t w[6];
+    };
+    auto ref = a.create_map(make_spec("wide", MapType::hash, 4, sizeof(Wide), 64)).value();
+    auto map = Map<std::uint32_t, Wide>::from(ref).value();
+    auto fill = [](std::uint64_t v) {
+        Wide x;
+        for (auto& w : x.w) w = v;
+        return x;
+    };
+    for (std::uint32_t k = 0; k < 4; ++k) ASSERT_TRUE(map.update(k, fill(k)));
+    void* h = ref.program_handle();
+    std::uint32_t k0 = 0;
+    const std::uint32_t before = maps::hash_generation(static_cast<maps::MapHeader*>(h), &k0)->load();
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> torn{0}, reads{0};
+    std::vector<std::thread> readers;
+    for (int r = 0; r < 2; ++r)
+        readers.emplace_back([&] {
+            while (!stop.load(std::memory_order_relaxed)) {
+                for (std::uint32_t k = 0; k < 4; ++k) {
+                    auto got = map.lookup(k);
+                    if (!got) {
+                        torn.fetch_add(1);  // an update of an existing key never makes it disappear
+                        continue;
+                    }
+                    reads.fetch_add(1, std::memory_order_relaxed);
+                    for (auto w : got->w)
+                        if (w != got->w[0]) torn.fetch_add(1);
+                }
+            }
+        });
+    std::thread writer([&] {
+        for (std::uint64_t i = 1; i <= 300000; ++i) (void)map.update(static_cast<std::uint32_t>(i % 4), fill(i));
+        stop = true;
+    });
+    writer.join();
+    for (auto& t : readers) t.join();
+    EXPECT_EQ(torn.load(), 0u) << "of " << reads.load() << " reads";
+    EXPECT_GT(reads.load(), 0u);
+    // The element was updated where it is (no replacement element): its generation moved on by two per
+    // update and is even (no write in progress).
+    const std::uint32_t after = maps::hash_generation(static_cast<maps::MapHeader*>(h), &k0)->load();
+    EXPECT_EQ(after - before, 2u * 75000u);
+    EXPECT_EQ(map.lookup(0)->w[5], 300000u);
+    EXPECT_EQ(maps::check_consistency(h), "");
 }
 
 TEST(Hash, ConcurrentThreadsStayConsistent) {

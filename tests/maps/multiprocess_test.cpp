@@ -291,6 +291,52 @@ TEST(MultiProcess, HashStripeLockOfKilledProcessIsTakenOver) {
     EXPECT_EQ(maps::check_consistency(hdr), "");
 }
 
+// A process killed in the middle of an in-place value write leaves the element's generation odd and the
+// stripe locked: a host lookup of that key in another process must not spin on the odd generation. It
+// takes the stripe lock over, the map is repaired (generation even again), and it returns the value.
+TEST(MultiProcess, ValueWriteOfKilledProcessDoesNotBlockLookups) {
+    test::ShmName shm("halfwrite");
+    auto arena = Arena::create({.name = shm.name, .size = 8u << 20}).value();
+    auto ref = arena.create_map(make_spec("h", MapType::hash, 4, 8, 64)).value();
+    auto map = Map<std::uint32_t, std::uint64_t>::from(ref).value();
+    auto* hdr = static_cast<maps::MapHeader*>(ref.program_handle());
+    for (std::uint32_t k = 0; k < 32; ++k) ASSERT_TRUE(map.update(k, k + 100));
+    const std::uint32_t victim = 5;
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        Arena a = open_arena(shm.name);
+        auto* h = static_cast<maps::MapHeader*>(a.map("h").value().program_handle());
+        // What write_in_place has done when it is killed between its first and last store.
+        (void)maps::hash_stripe_lock(h, &victim).lock();
+        maps::hash_generation(h, &victim)->fetch_add(1);
+        char c = 1;
+        (void)!write(fds[1], &c, 1);
+        for (;;) pause();
+    }
+    close(fds[1]);
+    char c = 0;
+    ASSERT_EQ(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    ASSERT_EQ(maps::hash_generation(hdr, &victim)->load() & 1, 1u);
+    const std::uint32_t repairs = maps::hash_repairs(hdr);
+    kill(kid, SIGKILL);
+    EXPECT_EQ(wait_exit(kid), 128 + SIGKILL);
+    auto start = std::chrono::steady_clock::now();
+    auto got = map.lookup(victim);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+    ASSERT_TRUE(got);
+    EXPECT_EQ(*got, victim + 100);
+    EXPECT_EQ(maps::hash_repairs(hdr), repairs + 1);
+    EXPECT_EQ(maps::hash_generation(hdr, &victim)->load() & 1, 0u);
+    EXPECT_EQ(maps::hash_stripe_lock(hdr, &victim).owner(), 0u);
+    for (std::uint32_t k = 0; k < 32; ++k) EXPECT_EQ(map.lookup(k), k + 100) << k;
+    ASSERT_TRUE(map.update(victim, 1));
+    EXPECT_EQ(map.lookup(victim), 1u);
+    EXPECT_EQ(maps::check_consistency(hdr), "");
+}
+
 // A process killed while it allocates or frees arena memory (creating and removing maps, growing
 // no_prealloc pools) leaves the arena's allocator usable by the others.
 TEST(MultiProcess, SigkillMidAllocationLeavesArenaUsable) {
