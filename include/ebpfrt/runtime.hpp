@@ -43,9 +43,11 @@ struct RuntimeOptions {
     /// Run the verifier on every program when it is loaded (Runtime::load, load_program): a program it
     /// cannot prove safe for its type is not loaded (Errc::verifier_rejected, naming the instruction).
     bool verify = true;
-    /// Bounds-check every memory access of programs at run time as well. The verifier leaves the bounds
-    /// of host-defined contexts (ProgType::unspec, ext) to these checks, since their size is known only
-    /// when the program runs; turn it off only for programs of kernel types that the verifier accepted.
+    /// Bounds-check at run time the memory accesses (and helpers' memory arguments) the verifier did not
+    /// prove safe; with `verify` off, all of them. The verifier leaves the bounds of host-defined contexts
+    /// (ProgType::unspec, ext) to these checks, since their size is known only when the program runs; a
+    /// program in which it proved everything runs without checks. Turn this off only for programs of
+    /// kernel types that the verifier accepted.
     bool checked = true;
     /// Instructions one run may execute (0 = no limit).
     std::uint64_t insn_budget = 0;

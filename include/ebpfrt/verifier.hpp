@@ -83,6 +83,11 @@ struct VerifyReport {
     /// helper sized (an engine's checked mode may skip its run-time check). Context, packet and
     /// kernel-object accesses are never marked: their bounds depend on what the host passes in.
     std::vector<bool> proved;
+    /// Accepted, and nothing left to run time: every load, store and atomic is `proved`, and every
+    /// memory argument of a helper lies in the stack, a map value or sized memory (no context, packet or
+    /// string argument, no kfunc, no legacy packet load). Checked mode then has nothing to check, and
+    /// the runtime runs such a program as unchecked.
+    bool all_proved = false;
     std::size_t visits = 0;      ///< abstract instruction visits
     std::size_t states = 0;      ///< program points that kept a state
 };

@@ -61,6 +61,16 @@ struct VmOptions {
 class Interpreter;
 class JitProgram;
 
+/// `count` slots of `stride` bytes from `base`, of which bytes [offset, offset + size) of each may be
+/// touched: the values of a map whose elements are laid out at a fixed stride.
+struct StridedRegion {
+    std::byte* base = nullptr;
+    std::size_t count = 0;
+    std::size_t stride = 0;
+    std::size_t offset = 0;
+    std::size_t size = 0;
+};
+
 /// The program run that is calling a helper: valid only during that call, one per thread.
 /// Helpers use it to hand memory to the program, to check pointers, and for tail calls and callbacks.
 class Invocation {
@@ -71,6 +81,12 @@ public:
     /// Lets the program read and write `region` for the rest of this run (checked mode);
     /// e.g. the map value a lookup helper returns. A no-op in unchecked mode.
     virtual void grant(std::span<std::byte> region) noexcept = 0;
+    /// Lets the program read and write every slot's window of `region` for the rest of this run: what
+    /// a map lookup grants, once per map instead of once per value. The default grants slot by slot.
+    virtual void grant(const StridedRegion& region) noexcept {
+        for (std::size_t i = 0; i < region.count; ++i)
+            grant(std::span(region.base + i * region.stride + region.offset, region.size));
+    }
     /// Whether the program may access [p, p + n) (always true in unchecked mode).
     virtual bool allowed(const void* p, std::size_t n) const noexcept = 0;
     /// Makes the program continue in `target` once the helper returns, with the same r1 and a

@@ -40,6 +40,13 @@ public:
         } catch (...) {
         }
     }
+    void grant(const StridedRegion& region) noexcept override {
+        if (!checked_) return;
+        try {
+            granted_.add(region);
+        } catch (...) {
+        }
+    }
     bool allowed(const void* p, std::size_t n) const noexcept override {
         return !checked_ || access_ok(reinterpret_cast<std::uintptr_t>(p), n);
     }

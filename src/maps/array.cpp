@@ -313,6 +313,12 @@ std::byte* array_data(MapHeader* h, std::size_t* bytes) noexcept {
     return values(h);
 }
 
+bool array_value_window(MapHeader* h, ValueWindow* out) noexcept {
+    if (h->type != MapType::array) return false;
+    *out = {values(h), h->max_entries, arr(h)->elem_size, 0, h->value_size};
+    return true;
+}
+
 std::byte* array_values(void* map, std::uint32_t* stride, std::uint32_t* max_entries) noexcept {
     auto* h = static_cast<MapHeader*>(map);
     if (h == nullptr || h->type != MapType::array) return nullptr;

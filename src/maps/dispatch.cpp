@@ -125,6 +125,15 @@ long for_each_map_elem(void* map, ForEachCallback cb, void* ctx, std::uint64_t f
 MapType map_type(const void* map) noexcept { return hdr(map)->type; }
 std::uint32_t map_key_size(const void* map) noexcept { return hdr(map)->key_size; }
 std::uint32_t map_value_size(const void* map) noexcept { return hdr(map)->value_size; }
+bool value_window(void* map, ValueWindow* out) noexcept {
+    auto* h = static_cast<MapHeader*>(map);
+    switch (h->type) {
+    case MapType::array: return array_value_window(h, out);
+    case MapType::hash:
+    case MapType::lru_hash: return hash_value_window(h, out);
+    default: return false;
+    }
+}
 std::uint32_t map_max_entries(const void* map) noexcept { return hdr(map)->max_entries; }
 std::uint32_t map_flags_of(const void* map) noexcept { return hdr(map)->map_flags; }
 std::uint32_t map_nr_cpus(const void* map) noexcept { return hdr(map)->nr_cpus; }

@@ -947,6 +947,15 @@ OwnerLock& hash_stripe_lock(MapHeader* h, const void* key) noexcept {
     return locks(m)[bucket_of(m, hash_key(m, key)) & (m->n_locks - 1)].m;
 }
 std::uint32_t hash_repairs(MapHeader* h) noexcept { return hm(h)->repairs.load(std::memory_order_relaxed); }
+bool hash_value_window(MapHeader* h, ValueWindow* out) noexcept {
+    HashMap* m = hm(h);
+    if (m->percpu || m->of_maps || !m->prealloc || m->pool.n_chunk_slots != 1) return false;
+    std::byte* base = m->pool.chunk_table()[0].load(std::memory_order_acquire);
+    if (base == nullptr) return false;
+    *out = {base, m->pool.capacity, m->pool.elem_size, m->value_off, h->value_size};
+    return true;
+}
+
 std::atomic<std::uint32_t>* hash_generation(MapHeader* h, const void* key) noexcept {
     HashMap* m = hm(h);
     HashElem* e = find(m, key, hash_key(m, key));

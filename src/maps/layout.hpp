@@ -408,6 +408,10 @@ std::uint32_t hash_repairs(MapHeader* h) noexcept;
 /// being written), nullptr when the key is absent.
 std::atomic<std::uint32_t>* hash_generation(MapHeader* h, const void* key) noexcept;
 
+/// value_window of the array and hash families (array.cpp, hash.cpp).
+bool array_value_window(MapHeader* h, ValueWindow* out) noexcept;
+bool hash_value_window(MapHeader* h, ValueWindow* out) noexcept;
+
 /// The value area of an array (max_entries * round_up(value_size, 8) bytes), for MapRef::data().
 std::byte* array_data(MapHeader* h, std::size_t* bytes) noexcept;
 

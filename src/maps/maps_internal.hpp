@@ -80,6 +80,17 @@ long for_each_map_elem(void* map, ForEachCallback cb, void* ctx, std::uint64_t f
 /// nullptr for any other map type. For engines that inline array lookups.
 std::byte* array_values(void* map, std::uint32_t* stride, std::uint32_t* max_entries) noexcept;
 
+/// Where a map's values lie when every element sits at a fixed stride in one block: `count` slots of
+/// `stride` bytes from `base`, the value at [offset, offset + size) of each. For checked runs, which then
+/// grant a program a map's values once instead of each value it looks up.
+struct ValueWindow {
+    std::byte* base = nullptr;
+    std::size_t count = 0, stride = 0, offset = 0, size = 0;
+};
+/// True and *out set for array maps and preallocated hash and LRU hash maps (not per-CPU ones, not maps
+/// of maps); false otherwise.
+bool value_window(void* map, ValueWindow* out) noexcept;
+
 /// prog_array: the program id in slot `index` (0: empty or out of range). Each process resolves the id
 /// with its own program registry; nothing in the map depends on the process.
 std::uint32_t prog_array_get(void* map, std::uint32_t index) noexcept;

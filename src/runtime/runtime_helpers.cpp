@@ -84,6 +84,16 @@ void grant(Invocation* inv, void* p, std::size_t n) {
     if (inv) inv->grant(std::span(static_cast<std::byte*>(p), n));
 }
 void grant(void* p, std::size_t n) { grant(Invocation::current(), p, n); }
+// A map value the program looked up: where the map's values lie at a fixed stride, all of them at once
+// (one grant per map and run; every later lookup finds it already granted), else this value.
+void grant_value(Invocation* inv, void* map, void* value) {
+    if (!inv) return;
+    if (maps::ValueWindow w; maps::value_window(map, &w)) {
+        inv->grant(StridedRegion{w.base, w.count, w.stride, w.offset, w.size});
+        return;
+    }
+    grant(inv, value, maps::map_value_size(map));
+}
 
 bool holds_maps(void* map) {
     const MapType t = maps::map_type(map);
@@ -105,7 +115,7 @@ u64 map_lookup_elem(u64 map, u64 key, u64, u64, u64) {
         }
         return reinterpret_cast<u64>(v);
     }
-    grant(inv, v, maps::map_value_size(m));
+    grant_value(inv, m, v);
     return reinterpret_cast<u64>(v);
 }
 
@@ -288,7 +298,7 @@ struct ForEachCtx {
 long for_each_cb(void* map, const void* key, void* value, void* raw) {
     auto* c = static_cast<ForEachCtx*>(raw);
     grant(const_cast<void*>(key), maps::map_key_size(map));
-    grant(value, maps::map_value_size(map));
+    grant_value(c->inv, map, value);
     auto r = c->inv->call_function(c->callback, {reinterpret_cast<u64>(map), reinterpret_cast<u64>(key),
                                                  reinterpret_cast<u64>(value), c->ctx, 0});
     if (!r) {

@@ -55,7 +55,10 @@ struct RuntimeState {
     // Map handles programs may pass to helpers (checked mode validates the `map` argument against it),
     // and the maps this runtime created or opened by name.
     mutable std::shared_mutex maps_mu;
-    std::unordered_set<const void*> map_handles;
+    std::unordered_set<const void*> map_handles;  // only ever grows while the runtime lives
+    // Tells this runtime from one made later at the same address (known_map's per-thread cache).
+    const std::uint64_t serial = next_serial();
+    static std::uint64_t next_serial() noexcept;
     std::map<std::string, MapRef, std::less<>> named_maps;
 
     void log(LogLevel level, std::string_view message) const;

@@ -1000,6 +1000,7 @@ struct Verifier {
             }
             case Kind::ctx:
                 // The host's own context memory (unspec, host hooks): bounded by checked mode at run time.
+                unproved[pc] = true;
                 if (ctx.kind != CtxKind::unknown)
                     return fail(fmt::format("{}: r{} passes the context as memory, which a {} program may not do",
                                             helper, regno, to_string(opt.type)));
@@ -1010,6 +1011,7 @@ struct Verifier {
             case Kind::mem:
             case Kind::pkt:
             case Kind::pkt_meta: {
+                if (p.kind == Kind::pkt || p.kind == Kind::pkt_meta) unproved[pc] = true;  // host-given bounds
                 if (p.maybe_null) return fail(fmt::format("{}: r{} may be null", helper, regno));
                 Reg copy = p;
                 // Reuse the access rules with the size as one access.
@@ -1465,6 +1467,7 @@ struct Verifier {
                     if (!helper_mem(s, r, Scalar::constant(16), true, false, hname)) return false;
                     break;
                 case A::cstr:
+                    unproved[pc] = true;  // only its first byte is proved; checked mode finds the NUL
                     if (!helper_mem(s, r, Scalar::constant(1), false, false, hname)) return false;
                     break;
                 case A::func:
@@ -1711,6 +1714,7 @@ struct Verifier {
                     if (ctx.kind != CtxKind::skb && ctx.kind != CtxKind::skb_nopkt)
                         return fail(fmt::format("packet load (ld_abs/ld_ind) in a {} program", to_string(opt.type)));
                     if (f.r[6].kind != Kind::ctx) return fail("packet load (ld_abs/ld_ind) needs the context in r6");
+                    unproved[pc] = true;
                     if ((in.opcode & 0xe0) == isa::mode_ind && !read_reg(s, in.src)) return false;
                     int size = access_size(in.opcode);
                     f.r[0] = loaded_scalar(size, false);
@@ -1795,6 +1799,7 @@ struct Verifier {
                         if (in.src == isa::call_kfunc) {
                             const HelperProto* kf = opt.helpers ? opt.helpers->find_kfunc(static_cast<std::uint32_t>(in.imm)) : nullptr;
                             if (!kf) return fail(fmt::format("kfunc with BTF id {} is not known", in.imm));
+                            unproved[pc] = true;  // host kfuncs: their pointer arguments are not analysed
                             for (std::size_t i = 0; i < 5; ++i)
                                 if (kf->args[i] != Arg::none && !read_reg(s, static_cast<int>(i + 1))) return false;
                             s.cur().r[0] = Reg::unknown();
@@ -1936,6 +1941,7 @@ Result<void> verify(std::string_view name, std::span<const Insn> code, const Ver
                 bool mem = c == isa::cls_ldx || c == isa::cls_st || c == isa::cls_stx;
                 report->proved[i] = mem && !v.unproved[i];
             }
+            report->all_proved = std::none_of(v.unproved.begin(), v.unproved.end(), [](bool u) { return u; });
         }
         report->visits = v.visits;
         report->states = v.state_count;

@@ -140,6 +140,13 @@ public:
             // Out of memory while recording: the region stays inaccessible, which is safe.
         }
     }
+    void grant(const StridedRegion& region) noexcept override {
+        if (!checked_) return;
+        try {
+            granted_.add(region);
+        } catch (...) {
+        }
+    }
     bool allowed(const void* p, std::size_t n) const noexcept override {
         return !checked_ || access_ok(reinterpret_cast<std::uintptr_t>(p), n);
     }

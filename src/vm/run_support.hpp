@@ -8,6 +8,7 @@
 #include <iterator>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include <ebpfrt/vm.hpp>
 
@@ -16,9 +17,19 @@ namespace ebpfrt::detail {
 /// The innermost run on this thread that is inside a helper call (Invocation::current()).
 Invocation*& current_invocation() noexcept;
 
-/// Allowed memory as a union of disjoint intervals [start, end).
+/// Allowed memory as a union of disjoint intervals [start, end), and of strided regions (a map's values:
+/// one grant per map and run instead of one interval per value looked up).
 class RegionSet {
 public:
+    void add(const StridedRegion& r) {
+        if (r.count == 0 || r.size == 0 || r.stride == 0 || r.offset + r.size > r.stride) return;
+        const auto base = reinterpret_cast<std::uintptr_t>(r.base);
+        for (const Strided& s : strided_)
+            if (s.base == base && s.stride == r.stride && s.offset == r.offset && s.size == r.size &&
+                s.span >= r.count * r.stride)
+                return;
+        strided_.push_back({base, r.count * r.stride, r.stride, r.offset, r.size});
+    }
     void add(std::uintptr_t lo, std::uintptr_t hi) {
         if (lo >= hi) return;
         // Merge with every interval that overlaps or touches [lo, hi).
@@ -41,6 +52,8 @@ public:
     }
     bool contains(std::uintptr_t a, std::size_t n) const {
         if (a >= last_lo_ && a <= last_hi_ && n <= last_hi_ - a) return true;
+        for (const Strided& s : strided_)
+            if (auto [lo, hi] = s.window(a); hi != 0 && n <= hi - a) return true;
         auto it = set_.upper_bound(a);
         if (it == set_.begin()) return false;
         --it;
@@ -49,9 +62,11 @@ public:
         last_hi_ = it->second;
         return true;
     }
-    bool empty() const noexcept { return set_.empty(); }
+    bool empty() const noexcept { return set_.empty() && strided_.empty(); }
     // The interval holding `a`, or {0, 0}.
     std::pair<std::uintptr_t, std::uintptr_t> find(std::uintptr_t a) const {
+        for (const Strided& s : strided_)
+            if (auto w = s.window(a); w.second != 0) return w;
         auto it = set_.upper_bound(a);
         if (it == set_.begin()) return {0, 0};
         --it;
@@ -60,6 +75,19 @@ public:
     }
 
 private:
+    struct Strided {
+        std::uintptr_t base, span, stride, offset, size;
+        // The slot window holding `a`, or {0, 0}.
+        std::pair<std::uintptr_t, std::uintptr_t> window(std::uintptr_t a) const noexcept {
+            const std::uintptr_t d = a - base;
+            if (a < base || d >= span) return {0, 0};
+            const std::uintptr_t in = (stride & (stride - 1)) == 0 ? d & (stride - 1) : d % stride;
+            if (in < offset || in >= offset + size) return {0, 0};
+            const std::uintptr_t lo = a - in + offset;
+            return {lo, lo + size};
+        }
+    };
+    std::vector<Strided> strided_;
     std::map<std::uintptr_t, std::uintptr_t> set_;
     mutable std::uintptr_t last_lo_ = 1, last_hi_ = 0;
 };

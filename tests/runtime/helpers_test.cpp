@@ -5,6 +5,8 @@
 // bpf() works, the string helpers also run in the kernel (BPF_PROG_TYPE_SYSCALL + BPF_PROG_TEST_RUN)
 // and the results are compared.
 
+#include <ebpfrt/aot.hpp>
+#include <ebpfrt/jit.hpp>
 #include <ebpfrt/runtime.hpp>
 
 #include <gtest/gtest.h>
@@ -29,6 +31,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "maps/maps_internal.hpp"
 
 namespace ebpfrt {
 namespace {
@@ -1046,6 +1050,68 @@ TEST_F(Helpers, TracePrintkReturnValuesAndBadFormats) {
     auto lines = trace_lines();
     for (auto& l : lines) l = chomp(l);
     EXPECT_EQ(lines, (std::vector<std::string>{"hello 42 x", "1+2+3+4=10", "x=7"}));
+}
+
+// ---- checked mode and map values ------------------------------------------------------------------
+
+// In checked mode a program may read the value a lookup returned. Where a map's values lie at a fixed
+// stride (arrays, preallocated hash maps), a lookup grants all of that map's values at once (one grant per
+// map and run instead of one per value), but never a byte of the map's own bookkeeping (element headers,
+// keys) and nothing before the first or after the last value. The program reads one byte at an offset the
+// host chooses (the verifier would refuse it, so it is loaded unverified): for each offset from -40 to
+// +47, the run must succeed exactly when the byte lies in some value, and then return that byte.
+TEST(CheckedMode, MapValueReadsStayInsideValues) {
+    std::vector<Engine> engines{Engine::interpreter};
+    if (jit_available()) engines.push_back(Engine::jit);
+    if (aot::compile_available()) engines.push_back(Engine::aot);
+    auto obj = Object::open(CHECKED_REACH_OBJECT);
+    ASSERT_TRUE(obj) << obj.error().message();
+    for (Engine e : engines) {
+        SCOPED_TRACE(static_cast<int>(e));
+        auto rt = Runtime::create({.engine = e, .verify = false, .checked = true, .log = [](LogLevel, std::string_view) {}});
+        ASSERT_TRUE(rt) << rt.error().message();
+        auto c = rt->load(*obj);
+        ASSERT_TRUE(c) << c.error().message();
+        Program prog = c->program("value_reach").value();
+        for (std::uint64_t which : {0u, 1u}) {
+            SCOPED_TRACE(which ? "array" : "hash");
+            MapRef ref = c->map(which ? "reach_array" : "reach_hash").value();
+            auto typed = Map<std::uint32_t, std::uint64_t>::from(ref).value();
+            for (std::uint32_t k = 0; k < 4; ++k) ASSERT_TRUE(typed.update(k, 0x0101010101010101ull * (0x10 * k + 3)));
+            void* h = ref.program_handle();
+            maps::ValueWindow w;
+            ASSERT_TRUE(maps::value_window(h, &w));
+            ASSERT_EQ(w.size, 8u);
+            const std::uint32_t key = 1;
+            const auto* v = static_cast<const std::byte*>(maps::map_lookup_elem(h, &key));
+            ASSERT_NE(v, nullptr);
+            int allowed = 0;
+            for (std::int64_t off = -40; off < 48; ++off) {
+                const std::byte* a = v + off;
+                const std::size_t d = static_cast<std::size_t>(a - w.base);
+                const bool in_value =
+                    a >= w.base && d < w.count * w.stride && d % w.stride >= w.offset && d % w.stride < w.offset + w.size;
+                Io io{};
+                io.arg[0] = which;
+                io.arg[1] = key;
+                io.arg[2] = static_cast<std::uint64_t>(off);
+                auto r = prog.try_run(std::as_writable_bytes(std::span(&io, 1)));
+                EXPECT_EQ(r.has_value(), in_value) << "offset " << off << (r ? "" : ": " + r.error().message());
+                if (r && in_value) {
+                    EXPECT_EQ(*r, 0u);
+                    EXPECT_EQ(io.ret[0], static_cast<std::int64_t>(std::to_integer<std::uint8_t>(*a))) << off;
+                }
+                allowed += in_value;
+                // The value itself always; the byte before it (the key's padding or the previous value's
+                // end in an array) and after it only when they are another value.
+                if (off >= 0 && off < 8) EXPECT_TRUE(in_value) << off;
+            }
+            // The hash map's elements carry a 16-byte header and the key between values: of the 88
+            // offsets, fewer than half are values; the array's 4 values are contiguous: 32 bytes.
+            if (which == 1) EXPECT_EQ(allowed, 32);
+            if (which == 0) EXPECT_LT(allowed, 44);
+        }
+    }
 }
 
 }  // namespace

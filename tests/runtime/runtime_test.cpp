@@ -354,5 +354,32 @@ TEST(Runtime, UncheckedLoadWarnsAboutAccessesTheVerifierLeftToChecks) {
     EXPECT_TRUE(warnings.empty());
 }
 
+// In a checked runtime, a program in which the verifier proved every access has nothing left to check
+// and runs unchecked (helpers see an unchecked run); one that reads its host-defined context keeps its
+// checks, and so does every program when verification is off.
+TEST(Runtime, ProgramsTheVerifierProvedCompletelyRunUnchecked) {
+    HelperTable host;
+    host.add(1000, {.name = "run_is_checked",
+                    .fn = [](std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t) -> std::uint64_t {
+                        Invocation* inv = Invocation::current();
+                        return inv == nullptr ? 2 : inv->checked() ? 1 : 0;
+                    }})
+        .value();
+    auto stack_only = isa::assemble("stdw [%r10-8], 3\nldxdw %r1, [%r10-8]\ncall 1000\nexit").value();
+    auto ctx_read = isa::assemble("ldxb %r1, [%r1+0]\ncall 1000\nexit").value();
+    std::vector<Engine> engines{Engine::interpreter};
+    if (jit_available()) engines.push_back(Engine::jit);
+    if (aot::compile_available()) engines.push_back(Engine::aot);
+    for (Engine e : engines) {
+        SCOPED_TRACE(static_cast<int>(e));
+        for (bool verify : {true, false}) {
+            auto rt = Runtime::create({.engine = e, .verify = verify, .checked = true, .helpers = host}).value();
+            std::array<std::byte, 8> ctx{};
+            EXPECT_EQ(rt.load_program("stack_only", stack_only).value().run(ctx), verify ? 0u : 1u);
+            EXPECT_EQ(rt.load_program("ctx_read", ctx_read).value().run(ctx), 1u);
+        }
+    }
+}
+
 }  // namespace
 }  // namespace ebpfrt

@@ -1551,6 +1551,82 @@ exit
 TEST(VerifierProved, RejectedProgramsProveNothing) {
     auto o = run("ldxdw %r0, [%r10-8]\nexit");
     EXPECT_TRUE(o.report.proved.empty());
+    EXPECT_FALSE(o.report.all_proved);
+}
+
+// VerifyReport::all_proved: nothing left for checked mode (the runtime then runs the program unchecked).
+TEST(VerifierProved, AllProvedOnlyWithoutContextPacketOrStringMemory) {
+    const char* map_only = R"(
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+lddw %r1, map_idx 0
+call 1
+jeq %r0, 0, +2
+ldxdw %r3, [%r0+0]
+stxdw [%r0+0], %r3
+mov %r0, 0
+exit
+)";
+    auto all = run(map_only, ProgType::xdp, {hash_map()});
+    ASSERT_TRUE(accepted(all));
+    EXPECT_TRUE(all.report.all_proved);
+    EXPECT_TRUE(run(map_only, ProgType::unspec, {hash_map()}).report.all_proved);
+
+    // One context load: not everything is proved.
+    auto ctx_load = run(std::string("ldxw %r6, [%r1+0]\n") + map_only, ProgType::xdp, {hash_map()});
+    ASSERT_TRUE(accepted(ctx_load));
+    EXPECT_FALSE(ctx_load.report.all_proved);
+
+    // A helper reading a host-defined context as its value argument: bounded only at run time.
+    auto ctx_arg = run(R"(
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+mov %r3, %r1
+mov %r4, 0
+lddw %r1, map_idx 0
+call 2
+mov %r0, 0
+exit
+)",
+                       ProgType::unspec, {hash_map()});
+    ASSERT_TRUE(accepted(ctx_arg));
+    EXPECT_FALSE(ctx_arg.report.all_proved);
+    // The same with a stack value: proved.
+    auto stack_arg = run(R"(
+stw [%r10-4], 0
+stdw [%r10-16], 0
+mov %r2, %r10
+add %r2, -4
+mov %r3, %r10
+add %r3, -16
+mov %r4, 0
+lddw %r1, map_idx 0
+call 2
+mov %r0, 0
+exit
+)",
+                         ProgType::unspec, {hash_map()});
+    ASSERT_TRUE(accepted(stack_arg));
+    EXPECT_TRUE(stack_arg.report.all_proved);
+
+    // A string argument (bpf_strncmp's s2): only its first byte is proved.
+    auto cstr = run(R"(
+stdw [%r10-8], 0
+stdw [%r10-16], 0
+mov %r1, %r10
+add %r1, -8
+mov %r2, 8
+mov %r3, %r10
+add %r3, -16
+call 182
+mov %r0, 0
+exit
+)",
+                    ProgType::xdp);
+    ASSERT_TRUE(accepted(cstr));
+    EXPECT_FALSE(cstr.report.all_proved);
 }
 
 }  // namespace
