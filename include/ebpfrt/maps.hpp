@@ -119,6 +119,10 @@ struct MapSpec {
     /// BTF type ids of key and value in the object's BTF (0 when unknown).
     std::uint32_t btf_key_type_id = 0;
     std::uint32_t btf_value_type_id = 0;
+    /// Offset of the value's `struct bpf_spin_lock` (4 bytes, found in the value's BTF type by the ELF
+    /// loader), -1 without one. Only hash and array maps may have one. Value copies by update and lookup
+    /// leave it alone (lookups return it as 0), and update_flags::lock copies under it.
+    std::int32_t spin_lock_off = -1;
     /// For array_of_maps / hash_of_maps: the spec every inner map must match.
     std::shared_ptr<const MapSpec> inner;
     /// For global-data maps: the initial bytes of element 0 (value_size long).

@@ -410,6 +410,16 @@ private:
             m.value_size = 4;  // the kernel's view: an fd/id
         }
         if (m.type == MapType::prog_array) m.value_size = m.value_size ? m.value_size : 4;
+        // A `struct bpf_spin_lock` member at the top level of the value (as the kernel's map_check_btf
+        // finds it): BPF_F_LOCK copies under it, value copies leave it alone.
+        if (m.btf_value_type_id != 0 && btf.resolved_kind(m.btf_value_type_id) == BtfKind::struct_type) {
+            for (const BtfMember& vm : btf.type(btf.skip_modifiers(m.btf_value_type_id)).members) {
+                const BtfType& t = btf.type(btf.skip_modifiers(vm.type));
+                if (t.kind != BtfKind::struct_type || t.name != "bpf_spin_lock") continue;
+                if (m.spin_lock_off >= 0) return bad("map \"{}\": the value has more than one bpf_spin_lock", name);
+                m.spin_lock_off = static_cast<std::int32_t>(vm.bit_offset / 8);
+            }
+        }
         return m;
     }
 

@@ -213,6 +213,7 @@ MapSpec spec_from_header(const MapHeader* h) {
     s.origin = h->origin;
     s.btf_key_type_id = h->btf_key_type_id;
     s.btf_value_type_id = h->btf_value_type_id;
+    s.spin_lock_off = h->spin_lock_off;
     if (h->has_inner) {
         auto in = std::make_shared<MapSpec>();
         in->type = h->inner_type;
@@ -380,6 +381,7 @@ Result<MapRef> Arena::create_map(const MapSpec& spec) {
     h->numa_node = s.numa_node;
     h->btf_key_type_id = s.btf_key_type_id;
     h->btf_value_type_id = s.btf_value_type_id;
+    h->spin_lock_off = s.spin_lock_off;
     h->nr_cpus = maps::is_percpu(s.type) || s.type == MapType::perf_event_array ? cpus : 1;
     h->value_stride = static_cast<std::uint32_t>(maps::round_up(s.value_size, 8));
     h->pinning = s.pinning;

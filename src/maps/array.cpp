@@ -146,14 +146,14 @@ long array_check_update(MapHeader* h, std::uint32_t i, std::uint64_t flags) noex
     if ((flags & ~update_flags::lock) > update_flags::exist) return -EINVAL;
     if (i >= h->max_entries) return -E2BIG;
     if (flags & update_flags::noexist) return -EEXIST;
-    if (flags & update_flags::lock) return -EINVAL;
+    if ((flags & update_flags::lock) && h->spin_lock_off < 0) return -EINVAL;
     return 0;
 }
 
 long array_update(MapHeader* h, const void* key, const void* value, std::uint64_t flags) noexcept {
     std::uint32_t i = index_of(key);
     if (long rc = array_check_update(h, i, flags)) return rc;
-    std::memcpy(slot(h, i), value, h->value_size);
+    copy_value_in(h, slot(h, i), value, flags);
     return 0;
 }
 
@@ -176,10 +176,10 @@ long percpu_array_sys_update(MapHeader* h, const void* key, const void* value, s
     return 0;
 }
 
-long array_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t) noexcept {
+long array_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t flags) noexcept {
     std::uint32_t i = index_of(key);
     if (i >= h->max_entries) return -ENOENT;
-    std::memcpy(value, slot(h, i), h->value_size);
+    copy_value_out(h, value, slot(h, i), flags);
     return 0;
 }
 

@@ -179,7 +179,7 @@ long sys_lookup_and_delete(void* map, const void* key, void* value, std::uint64_
         if (flags) return -EINVAL;
         return o.pop(h, value);
     }
-    if (flags & update_flags::lock) return -EINVAL;
+    if ((flags & update_flags::lock) && h->spin_lock_off < 0) return -EINVAL;
     return o.sys_lookup_and_delete ? o.sys_lookup_and_delete(h, key, value, flags) : -EOPNOTSUPP;
 }
 
@@ -198,10 +198,10 @@ long sys_lookup_batch(void* map, BatchCursor& cursor, void* keys, void* values, 
     *count = 0;
     if (elem_flags & ~update_flags::lock) return -EINVAL;
     if (!host_can_read(h) || (and_delete && !host_can_write(h))) return -EPERM;
-    if (elem_flags & update_flags::lock) return -EINVAL;
+    if ((elem_flags & update_flags::lock) && h->spin_lock_off < 0) return -EINVAL;
     if (o.lookup_batch) {
         *count = max;
-        return o.lookup_batch(h, cursor, keys, values, count, and_delete);
+        return o.lookup_batch(h, cursor, keys, values, count, and_delete, elem_flags);
     }
     if (and_delete || !o.generic_batch) return -EOPNOTSUPP;
     // generic_map_lookup_batch over array indices: the cursor is the next index.
@@ -211,7 +211,7 @@ long sys_lookup_batch(void* map, BatchCursor& cursor, void* keys, void* values, 
     std::uint64_t idx = cursor.position;
     for (; n < max && idx < h->max_entries; ++idx) {
         auto i = static_cast<std::uint32_t>(idx);
-        if (o.sys_lookup(h, &i, static_cast<std::byte*>(values) + std::size_t(n) * vs, 0) != 0) continue;
+        if (o.sys_lookup(h, &i, static_cast<std::byte*>(values) + std::size_t(n) * vs, elem_flags) != 0) continue;
         std::memcpy(static_cast<std::byte*>(keys) + std::size_t(n) * 4, &i, 4);
         ++n;
     }
@@ -228,7 +228,6 @@ long sys_update_batch(void* map, const void* keys, const void* values, std::uint
     std::uint32_t max = *count;
     *count = 0;
     if (!o.lookup_batch && !o.generic_batch) return -EOPNOTSUPP;
-    if (elem_flags & update_flags::lock) return -EINVAL;
     std::uint32_t vs = sys_value_size(h);
     for (std::uint32_t i = 0; i < max; ++i) {
         long rc = sys_update(h, static_cast<const std::byte*>(keys) + std::size_t(i) * h->key_size,

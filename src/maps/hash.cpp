@@ -383,7 +383,7 @@ void* hash_lookup_percpu(MapHeader* h, const void* key, std::uint32_t cpu) noexc
 }
 
 // The syscall's value: all CPUs, a map id, or the value.
-void copy_out(HashMap* m, HashElem* e, void* out) noexcept {
+void copy_out(HashMap* m, HashElem* e, void* out, std::uint64_t flags = 0) noexcept {
     if (m->of_maps) {
         std::uint64_t off;
         std::memcpy(&off, value_of(m, e), 8);
@@ -392,12 +392,14 @@ void copy_out(HashMap* m, HashElem* e, void* out) noexcept {
         std::memcpy(out, &id, 4);
     } else if (m->percpu) {
         std::memcpy(out, value_of(m, e), m->elem_value_bytes);
+    } else if (m->h.spin_lock_off >= 0) {
+        copy_value_out(&m->h, out, value_of(m, e), flags);
     } else {
         copy_bytes(out, value_of(m, e), m->h.value_size);
     }
 }
 
-long hash_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t) noexcept {
+long hash_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t flags) noexcept {
     HashMap* m = hm(h);
     std::uint32_t hash = hash_key(m, key);
     for (;;) {
@@ -412,10 +414,10 @@ long hash_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t) 
             std::atomic<std::uint32_t>* link = nullptr;
             e = find_locked(m, Elems(m), b, key, hash, &link);
             if (!e) return -ENOENT;
-            copy_out(m, e, value);
+            copy_out(m, e, value, flags);
             return 0;
         }
-        copy_out(m, e, value);
+        copy_out(m, e, value, flags);
         // seqlock-style check: if the element was unlinked meanwhile, what we copied may be torn.
         std::atomic_thread_fence(std::memory_order_acquire);
         if (gen_of(e).load(std::memory_order_relaxed) == g) return 0;
@@ -444,6 +446,9 @@ long fill_value(HashMap* m, HashElem* e, const void* value, Source src, MapHeade
             std::memset(v, 0, m->elem_value_bytes);
             std::memcpy(v + std::size_t(current_cpu(m->h.nr_cpus)) * stride, value, m->h.value_size);
         }
+    } else if (m->h.spin_lock_off >= 0) {
+        copy_value_in(&m->h, v, value);
+        std::memset(v + m->h.spin_lock_off, 0, 4);  // a new element's lock is free
     } else {
         copy_bytes(v, value, m->h.value_size);
     }
@@ -496,11 +501,15 @@ void retire(HashElem* e) noexcept {
 // that copied while the generation was odd, or changed, copy again. Programs see the new value through
 // pointers they hold, as with BPF_F_LOCK updates and array maps; the element is not swapped, so an update
 // of an existing key writes one line instead of filling the spare, relinking, and recycling the old one.
-void write_in_place(HashMap* m, HashElem* e, const void* value) noexcept {
+// A bpf_spin_lock in the value is left as it is; update_flags::lock copies holding it.
+void write_in_place(HashMap* m, HashElem* e, const void* value, std::uint64_t flags) noexcept {
     const std::uint32_t g = gen_of(e).load(std::memory_order_relaxed);
     gen_of(e).store(g + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
-    copy_bytes(value_of(m, e), value, m->h.value_size);
+    if (m->h.spin_lock_off >= 0)
+        copy_value_in(&m->h, value_of(m, e), value, flags);
+    else
+        copy_bytes(value_of(m, e), value, m->h.value_size);
     gen_of(e).store(g + 2, std::memory_order_release);
 }
 
@@ -556,7 +565,8 @@ std::uint32_t evict(HashMap* m) noexcept {
 long do_update(MapHeader* h, const void* key, const void* value, std::uint64_t flags, Source src) noexcept {
     HashMap* m = hm(h);
     if ((flags & ~update_flags::lock) > update_flags::exist) return -EINVAL;
-    if (flags & update_flags::lock) return -EINVAL;  // no bpf_spin_lock in our values
+    if ((flags & update_flags::lock) && h->spin_lock_off < 0) return -EINVAL;  // no bpf_spin_lock to take
+    const std::uint64_t mode = flags & ~update_flags::lock;
     MapHeader* inner = nullptr;
     if (m->of_maps) {
         if (src == Source::program) return -EINVAL;  // programs cannot update map-in-map (verifier rule)
@@ -579,15 +589,15 @@ long do_update(MapHeader* h, const void* key, const void* value, std::uint64_t f
         std::atomic<std::uint32_t>* link = nullptr;
         Elems elems(m);
         HashElem* old = find_locked(m, elems, b, key, hash, &link);
-        if (old && flags == update_flags::noexist) {
+        if (old && mode == update_flags::noexist) {
             rc = -EEXIST;
-        } else if (!old && flags == update_flags::exist) {
+        } else if (!old && mode == update_flags::exist) {
             rc = -ENOENT;
         } else if (old && m->percpu) {
             update_in_place(m, old, value, src);
             mark_ref(m, old);
         } else if (old && !m->lru && !m->of_maps) {
-            write_in_place(m, old, value);
+            write_in_place(m, old, value, flags);
         } else {
             std::uint32_t idx = no_index;
             bool oom = false;
@@ -661,7 +671,7 @@ long hash_delete(MapHeader* h, const void* key) noexcept {
     return 0;
 }
 
-long hash_lookup_and_delete(MapHeader* h, const void* key, void* value, std::uint64_t) noexcept {
+long hash_lookup_and_delete(MapHeader* h, const void* key, void* value, std::uint64_t flags) noexcept {
     HashMap* m = hm(h);
     std::uint32_t hash = hash_key(m, key);
     std::uint32_t b = bucket_of(m, hash);
@@ -671,7 +681,7 @@ long hash_lookup_and_delete(MapHeader* h, const void* key, void* value, std::uin
         std::atomic<std::uint32_t>* link = nullptr;
         HashElem* e = find_locked(m, Elems(m), b, key, hash, &link);
         if (!e) return -ENOENT;
-        copy_out(m, e, value);
+        copy_out(m, e, value, flags);
         drop = unlink_and_free(m, locks(m)[guard.s_], link, e, link->load(std::memory_order_relaxed));
     }
     if (drop) release_map(drop);
@@ -724,7 +734,7 @@ long hash_for_each(MapHeader* h, ForEachCallback cb, void* ctx) noexcept {
 
 // htab_map_lookup_batch: whole buckets under their lock; the cursor is the next bucket.
 long hash_lookup_batch(MapHeader* h, BatchCursor& cursor, void* keys, void* values, std::uint32_t* count,
-                       bool and_delete) noexcept {
+                       bool and_delete, std::uint64_t elem_flags) noexcept {
     HashMap* m = hm(h);
     std::uint32_t max = *count;
     *count = 0;
@@ -750,7 +760,7 @@ long hash_lookup_batch(MapHeader* h, BatchCursor& cursor, void* keys, void* valu
             HashElem* e = elem(m, idx);
             std::memcpy(static_cast<std::byte*>(keys) + std::size_t(n) * h->key_size, key_of(m, e),
                         h->key_size);
-            copy_out(m, e, static_cast<std::byte*>(values) + std::size_t(n) * vs);
+            copy_out(m, e, static_cast<std::byte*>(values) + std::size_t(n) * vs, elem_flags);
             ++n;
             std::uint32_t next = e->next.load(std::memory_order_relaxed);
             if (and_delete) {

@@ -55,7 +55,7 @@ private:
 inline constexpr std::uint64_t registry_magic = 0x3170616d74727065ULL;  // "eprtmap1"
 /// Bumped whenever a shared structure or the hash function changes: processes built from different
 /// layouts must not share an arena.
-inline constexpr std::uint32_t layout_version = 4;
+inline constexpr std::uint32_t layout_version = 5;
 inline constexpr std::uint64_t map_magic = 0x5244484d54525045ULL;  // "EPRTMHDR"
 inline constexpr std::size_t max_name_len = 127;
 inline constexpr std::size_t page_size = 4096;
@@ -139,6 +139,7 @@ struct MapHeader {
     std::uint32_t numa_node;
     std::uint32_t btf_key_type_id;
     std::uint32_t btf_value_type_id;
+    std::int32_t spin_lock_off;  // the value's bpf_spin_lock, -1: none (MapSpec::spin_lock_off)
     std::uint32_t nr_cpus;       // per-CPU slots
     std::uint32_t value_stride;  // round_up(value_size, 8): per-CPU slot size
     Pinning pinning;
@@ -360,7 +361,7 @@ struct MapOps {
                                   std::uint64_t flags) noexcept = nullptr;
     /// Bucket-wise batch lookup (hash types). Without it, arrays use the generic get_next_key walk.
     long (*lookup_batch)(MapHeader*, BatchCursor& cursor, void* keys, void* values, std::uint32_t* count,
-                         bool and_delete) noexcept = nullptr;
+                         bool and_delete, std::uint64_t elem_flags) noexcept = nullptr;
     bool generic_batch = false;  // arrays: lookup_batch walks get_next_key like the kernel's generic batch
 
     /// Repairs after a lock owner died, holding all of the map's locks.
@@ -371,6 +372,35 @@ struct MapOps {
 
 /// The ops of a type, or nullptr for a type user space cannot have.
 const MapOps* ops_for(MapType type) noexcept;
+
+/// Value copies of maps whose value may hold a bpf_spin_lock (copy_map_value and friends): into the map,
+/// every byte but the lock's, which stays as it is (a new element's is zeroed by the caller); out of the
+/// map, the lock reads as 0. With update_flags::lock, both happen holding the value's lock.
+inline void copy_value_in(const MapHeader* h, std::byte* dst, const void* src, std::uint64_t flags = 0) noexcept {
+    const std::int32_t off = h->spin_lock_off;
+    if (off < 0) {
+        std::memcpy(dst, src, h->value_size);
+        return;
+    }
+    const auto* s = static_cast<const std::byte*>(src);
+    if (flags & update_flags::lock) value_spin_lock(dst + off);
+    std::memcpy(dst, s, static_cast<std::size_t>(off));
+    std::memcpy(dst + off + 4, s + off + 4, h->value_size - static_cast<std::size_t>(off) - 4);
+    if (flags & update_flags::lock) value_spin_unlock(dst + off);
+}
+inline void copy_value_out(const MapHeader* h, void* dst, const std::byte* src, std::uint64_t flags = 0) noexcept {
+    const std::int32_t off = h->spin_lock_off;
+    if (off < 0) {
+        std::memcpy(dst, src, h->value_size);
+        return;
+    }
+    auto* d = static_cast<std::byte*>(dst);
+    if (flags & update_flags::lock) value_spin_lock(const_cast<std::byte*>(src) + off);
+    std::memcpy(d, src, static_cast<std::size_t>(off));
+    std::memcpy(d + off + 4, src + off + 4, h->value_size - static_cast<std::size_t>(off) - 4);
+    if (flags & update_flags::lock) value_spin_unlock(const_cast<std::byte*>(src) + off);
+    std::memset(d + off, 0, 4);
+}
 
 /// Access-flag checks common to every type.
 inline bool host_can_write(const MapHeader* h) noexcept {
@@ -385,13 +415,14 @@ inline long sys_lookup_with(const MapOps& o, MapHeader* h, const void* key, void
                             std::uint64_t flags) noexcept {
     if (flags & ~update_flags::lock) return -EINVAL;
     if (!host_can_read(h)) return -EPERM;
-    if (flags & update_flags::lock) return -EINVAL;  // no value of ours has a bpf_spin_lock
+    if ((flags & update_flags::lock) && h->spin_lock_off < 0) return -EINVAL;  // no bpf_spin_lock to take
     return o.sys_lookup ? o.sys_lookup(h, key, value, flags) : -EOPNOTSUPP;
 }
 inline long sys_update_with(const MapOps& o, MapHeader* h, const void* key, const void* value,
                             std::uint64_t flags) noexcept {
     if (!host_can_write(h)) return -EPERM;
-    if (flags & update_flags::lock) return -EINVAL;
+    // The syscall refuses BPF_F_LOCK without a bpf_spin_lock before the map type's own checks.
+    if ((flags & update_flags::lock) && h->spin_lock_off < 0) return -EINVAL;
     return o.sys_update ? o.sys_update(h, key, value, flags) : -EOPNOTSUPP;
 }
 

@@ -80,6 +80,11 @@ long for_each_map_elem(void* map, ForEachCallback cb, void* ctx, std::uint64_t f
 /// nullptr for any other map type. For engines that inline array lookups.
 std::byte* array_values(void* map, std::uint32_t* stride, std::uint32_t* max_entries) noexcept;
 
+/// A bpf_spin_lock word in a map value (bpf_spin_lock/unlock, BPF_F_LOCK): 0 free, 1 held. Values are
+/// shared between processes, so it is a plain atomic word (spinning, then yielding), never a pthread object.
+void value_spin_lock(void* word) noexcept;
+void value_spin_unlock(void* word) noexcept;
+
 /// Where a map's values lie when every element sits at a fixed stride in one block: `count` slots of
 /// `stride` bytes from `base`, the value at [offset, offset + size) of each. For checked runs, which then
 /// grant a program a map's values once instead of each value it looks up.

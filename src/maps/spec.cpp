@@ -106,6 +106,17 @@ Result<MapSpec> normalize_spec(const MapSpec& spec) {
                          fmt::format("{}: the initial value is {} bytes, the value size is {}", what,
                                      s.initial_value.size(), s.value_size));
     }
+    if (s.spin_lock_off >= 0) {
+        // map_check_btf: a bpf_spin_lock only in hash and array values (EOPNOTSUPP elsewhere).
+        if (s.type != MapType::hash && s.type != MapType::array)
+            return Error(Errc::unsupported,
+                         fmt::format("{}: a bpf_spin_lock in the value is not supported for {}", what, to_string(s.type)));
+        if (s.spin_lock_off % 4 != 0 || static_cast<std::uint64_t>(s.spin_lock_off) + 4 > s.value_size)
+            return Error(Errc::invalid_argument, fmt::format("{}: bpf_spin_lock at offset {} does not fit a {}-byte value",
+                                                             what, s.spin_lock_off, s.value_size));
+    } else if (s.spin_lock_off != -1) {
+        return Error(Errc::invalid_argument, fmt::format("{}: spin_lock_off {} is invalid", what, s.spin_lock_off));
+    }
     int err = EINVAL;
     if (std::string why = ops->check(s, &err); !why.empty())
         return Error(errc_from_errno(err), what + ": " + why);

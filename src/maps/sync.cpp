@@ -216,4 +216,17 @@ std::uint32_t current_cpu(std::uint32_t nr_cpus) noexcept {
     return static_cast<std::uint32_t>(cpu);
 }
 
+void value_spin_lock(void* word) noexcept {
+    auto* w = static_cast<std::atomic<std::uint32_t>*>(word);
+    std::uint32_t expected = 0;
+    for (int spins = 0; !w->compare_exchange_weak(expected, 1, std::memory_order_acquire); ++spins) {
+        expected = 0;
+        if (spins > 64) sched_yield();
+    }
+}
+
+void value_spin_unlock(void* word) noexcept {
+    static_cast<std::atomic<std::uint32_t>*>(word)->store(0, std::memory_order_release);
+}
+
 }  // namespace ebpfrt::maps

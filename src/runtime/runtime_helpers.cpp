@@ -262,18 +262,13 @@ u64 get_stack(u64, u64 buf, u64 size, u64 flags, u64) {
 // must work across processes: a plain atomic word with yield, never a pthread object.
 u64 spin_lock(u64 lock, u64, u64, u64, u64) {
     if (!mem_ok(reinterpret_cast<void*>(lock), 4)) return 0;
-    auto* word = reinterpret_cast<std::atomic<std::uint32_t>*>(lock);
-    std::uint32_t expected = 0;
-    for (int spins = 0; !word->compare_exchange_weak(expected, 1, std::memory_order_acquire); ++spins) {
-        expected = 0;
-        if (spins > 64) std::this_thread::yield();
-    }
+    maps::value_spin_lock(reinterpret_cast<void*>(lock));
     return 0;
 }
 
 u64 spin_unlock(u64 lock, u64, u64, u64, u64) {
     if (!mem_ok(reinterpret_cast<void*>(lock), 4)) return 0;
-    reinterpret_cast<std::atomic<std::uint32_t>*>(lock)->store(0, std::memory_order_release);
+    maps::value_spin_unlock(reinterpret_cast<void*>(lock));
     return 0;
 }
 

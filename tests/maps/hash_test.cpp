@@ -1,6 +1,7 @@
 // hash, percpu_hash, lru_hash, lru_percpu_hash, hash_of_maps: kernel semantics, iteration, batch ops,
 // the program ABI, and concurrent use.
 
+#include <chrono>
 #include <algorithm>
 #include <random>
 #include <set>
@@ -353,6 +354,109 @@ TEST(HashOfMaps, InnerMaps) {
     ASSERT_TRUE(outer.erase(bytes(k)));
     EXPECT_GT(a.free_bytes(), before);
     EXPECT_EQ(maps::check_consistency(outer.program_handle()), "");
+}
+
+// Values with a bpf_spin_lock (MapSpec::spin_lock_off, from the value's BTF): copies into the map leave the
+// lock word alone, copies out read it as 0, a new hash element's lock is free, and BPF_F_LOCK copies
+// holding it (array_map_update_elem, htab_map_update_elem, copy_map_value_locked in the kernel).
+TEST(SpinLockValue, CopiesLeaveTheLockAloneAndFLockTakesIt) {
+    auto a = test::anon_arena(16u << 20);
+    struct Locked {
+        std::uint32_t lock, pad;
+        std::uint64_t x, y;
+    };
+    auto spec = [](std::string name, MapType t) {
+        MapSpec s = make_spec(std::move(name), t, 4, sizeof(Locked), 8);
+        s.spin_lock_off = 0;
+        return s;
+    };
+    // Only hash and array values may hold one; it must fit the value, 4-byte aligned.
+    auto lru = a.create_map(spec("lru_locked", MapType::lru_hash));
+    ASSERT_FALSE(lru);
+    EXPECT_EQ(lru.error().code(), Errc::unsupported);
+    MapSpec past = spec("past", MapType::hash);
+    past.spin_lock_off = 24;
+    EXPECT_EQ(a.create_map(past).error().code(), Errc::invalid_argument);
+    MapSpec odd = spec("odd", MapType::hash);
+    odd.spin_lock_off = 2;
+    EXPECT_EQ(a.create_map(odd).error().code(), Errc::invalid_argument);
+    // BPF_F_LOCK on a map whose value has no lock: EINVAL, as before.
+    auto plain = a.create_map(make_spec("plain", MapType::hash, 4, 8, 8)).value();
+    const std::uint32_t k1 = 1;
+    const std::uint64_t v8 = 5;
+    auto no_lock = plain.update(bytes(k1), bytes(v8), update_flags::lock);
+    ASSERT_FALSE(no_lock);
+    EXPECT_EQ(no_lock.error().code(), Errc::invalid_argument);
+
+    for (MapType t : {MapType::hash, MapType::array}) {
+        SCOPED_TRACE(to_string(t));
+        MapRef ref = a.create_map(spec(std::string("locked_") + to_string(t), t)).value();
+        EXPECT_EQ(ref.spec().spin_lock_off, 0);
+        void* h = ref.program_handle();
+        Locked in{0xdeadbeef, 7, 10, 20}, out{};
+        ASSERT_TRUE(ref.update(bytes(k1), bytes(in)));
+        auto* raw = static_cast<Locked*>(maps::map_lookup_elem(h, &k1));
+        ASSERT_NE(raw, nullptr);
+        EXPECT_EQ(raw->lock, 0u) << "the caller's lock bytes are not copied in";
+        EXPECT_EQ(raw->pad, 7u);
+        // A program holds the lock: a plain update does not touch it, a lookup shows it as 0.
+        raw->lock = 1;
+        in.x = 11;
+        ASSERT_TRUE(ref.update(bytes(k1), bytes(in)));
+        EXPECT_EQ(raw->lock, 1u);
+        ASSERT_TRUE(ref.lookup(bytes(k1), wbytes(out)));
+        EXPECT_EQ(out.lock, 0u);
+        EXPECT_EQ(out.x, 11u);
+        // BPF_F_LOCK waits for the holder: the update lands only after the program unlocks.
+        std::atomic<bool> released{false}, updated{false};
+        std::thread writer([&] {
+            Locked w{0, 0, 12, 24};
+            EXPECT_TRUE(ref.update(bytes(k1), bytes(w), update_flags::lock));
+            EXPECT_TRUE(released.load()) << "BPF_F_LOCK update ran while the lock was held";
+            updated = true;
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        EXPECT_FALSE(updated.load());
+        EXPECT_EQ(raw->x, 11u);
+        released = true;
+        maps::value_spin_unlock(&raw->lock);
+        writer.join();
+        EXPECT_EQ(raw->x, 12u);
+        EXPECT_EQ(raw->lock, 0u) << "BPF_F_LOCK released the lock";
+        ASSERT_TRUE(ref.lookup(bytes(k1), wbytes(out), update_flags::lock));
+        EXPECT_EQ(out.y, 24u);
+        EXPECT_EQ(out.lock, 0u);
+        // With the lock flag the update's own flags still apply.
+        auto exists = ref.update(bytes(k1), bytes(in), update_flags::lock | update_flags::noexist);
+        ASSERT_FALSE(exists);
+        EXPECT_EQ(exists.error().code(), Errc::already_exists);
+        // Batches take the flag too.
+        BatchCursor cursor{};
+        std::vector<std::byte> keys(8 * 4), values(8 * sizeof(Locked));
+        auto n = ref.lookup_batch(cursor, keys, values, update_flags::lock);
+        ASSERT_TRUE(n) << n.error().message();
+        EXPECT_GE(*n, 1u);
+    }
+
+    // Hash: a new element's lock is free even when its memory held a locked value before.
+    MapRef hash = a.create_map(spec("locked_reuse", MapType::hash)).value();
+    void* h = hash.program_handle();
+    for (std::uint32_t k = 0; k < 8; ++k) {
+        ASSERT_TRUE(hash.update(bytes(k), bytes(Locked{0, 0, k, k})));
+        static_cast<Locked*>(maps::map_lookup_elem(h, &k))->lock = 1;  // held, then the key is deleted
+        Locked got{};
+        ASSERT_TRUE(hash.lookup_and_erase(bytes(k), wbytes(got)));
+        EXPECT_EQ(got.x, k);
+        EXPECT_EQ(got.lock, 0u);
+    }
+    for (std::uint32_t k = 10; k < 18; ++k) {
+        ASSERT_TRUE(hash.update(bytes(k), bytes(Locked{1, 0, k, k}), update_flags::noexist | update_flags::lock));
+        EXPECT_EQ(static_cast<Locked*>(maps::map_lookup_elem(h, &k))->lock, 0u) << k;
+    }
+    Locked got{};
+    ASSERT_TRUE(hash.lookup_and_erase(bytes(std::uint32_t{10}), wbytes(got), update_flags::lock));
+    EXPECT_EQ(got.y, 10u);
+    EXPECT_EQ(maps::check_consistency(h), "");
 }
 
 // Replacing an existing key writes the value in place (a seqlock on the element's generation): host

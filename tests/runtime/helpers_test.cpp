@@ -533,21 +533,51 @@ TEST_F(Helpers, SpinLockMakesIncrementsExact) {
     constexpr int per_thread = 100'000;
     auto p = prog("locked_inc");
     std::atomic<int> failures{0};
+    // The loader found the value's struct bpf_spin_lock in its BTF.
+    MapRef ref = coll_->map("locked").value();
+    EXPECT_EQ(ref.spec().spin_lock_off, 0);
     auto work = [&] {
         Io io{};
         for (int i = 0; i < per_thread; ++i)
             if (p.run(io) != 0) ++failures;
     };
+    // Meanwhile the host reads with BPF_F_LOCK: each copy is taken holding the lock, so it never shows an
+    // increment half done (b == 2 * a always), which a plain copy could.
+    std::atomic<bool> done{false};
+    std::atomic<int> torn{0}, reads{0};
+    std::thread reader([&] {
+        const std::uint32_t k = 0;
+        LockedVal got{};
+        while (!done.load()) {
+            if (!ref.lookup(std::as_bytes(std::span(&k, 1)), std::as_writable_bytes(std::span(&got, 1)),
+                            update_flags::lock))
+                ++torn;
+            else if (got.b != 2 * got.a || got.lock != 0)
+                ++torn;
+            ++reads;
+        }
+    });
     std::thread t1(work), t2(work);
     t1.join();
     t2.join();
+    done = true;
+    reader.join();
     EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(torn.load(), 0) << "of " << reads.load() << " locked reads";
     auto m = coll_->map<std::uint32_t, LockedVal>("locked").value();
     auto v = m.lookup(0);
     ASSERT_TRUE(v);
     EXPECT_EQ(v->a, 2u * per_thread);
     EXPECT_EQ(v->b, 4u * per_thread);
-    EXPECT_EQ(v->lock, 0u) << "the lock was left held";
+    EXPECT_EQ(v->lock, 0u) << "lookups show the lock as 0";
+    const std::uint32_t k0 = 0;
+    const auto* raw = static_cast<const LockedVal*>(maps::map_lookup_elem(ref.program_handle(), &k0));
+    ASSERT_NE(raw, nullptr);
+    EXPECT_EQ(raw->lock, 0u) << "the lock was left held";
+    // A host update with BPF_F_LOCK writes everything but the lock word.
+    ASSERT_TRUE(m.update(0, LockedVal{1, 0, 5, 10}, update_flags::lock));
+    EXPECT_EQ(raw->lock, 0u);
+    EXPECT_EQ(raw->a, 5u);
 }
 
 // ---- bpf_map_lookup_percpu_elem ---------------------------------------------------------------------
