@@ -53,6 +53,10 @@ public:
             auto* f = Function::Create(fn_type_, Function::ExternalLinkage,
                                        entry ? req_.name : function_name(req_.name, starts_[k]), module_);
             f->addFnAttr(llvm::Attribute::NoUnwind);
+            // Unwind tables (registered by ORC with the process's unwinder): stack walks from helpers
+            // (bpf_get_stack, bpf_get_stackid: backtrace()) continue through the program's frames to the
+            // host code that ran it, instead of stopping at the first JIT frame.
+            f->setUWTableKind(llvm::UWTableKind::Async);
             functions_[starts_[k]] = f;
         }
         for (std::size_t k = 0; k < starts_.size(); ++k) {

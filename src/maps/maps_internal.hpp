@@ -26,6 +26,17 @@ inline constexpr std::uint64_t f_skip_field_mask = 0xff;        // BPF_F_SKIP_FI
 inline constexpr std::uint64_t f_user_stack = 1u << 8;          // BPF_F_USER_STACK
 inline constexpr std::uint64_t f_fast_stack_cmp = 1u << 9;      // BPF_F_FAST_STACK_CMP
 inline constexpr std::uint64_t f_reuse_stackid = 1u << 10;      // BPF_F_REUSE_STACKID
+inline constexpr std::uint64_t f_user_build_id = 1u << 11;      // BPF_F_USER_BUILD_ID
+
+/// struct bpf_stack_build_id: one frame of a stack as build id + file offset (status valid), or as the
+/// bare address (status ip) where the frame's object has no build id or is not a file.
+struct StackBuildId {
+    std::int32_t status;  // BPF_STACK_BUILD_ID_EMPTY 0, _VALID 1, _IP 2
+    unsigned char build_id[20];
+    std::uint64_t offset_or_ip;
+};
+static_assert(sizeof(StackBuildId) == 32);
+inline constexpr std::int32_t build_id_empty = 0, build_id_valid = 1, build_id_ip = 2;
 inline constexpr std::uint32_t perf_record_lost = 2;            // PERF_RECORD_LOST
 inline constexpr std::uint32_t perf_record_sample = 9;          // PERF_RECORD_SAMPLE
 // Offsets in a perf buffer's metadata page, as in struct perf_event_mmap_page.
@@ -66,9 +77,12 @@ std::uint64_t ringbuf_query(void* map, std::uint64_t flags) noexcept;
 long perf_event_output(void* map, std::uint64_t flags, const void* data, std::uint64_t size) noexcept;
 
 /// bpf_get_stackid on a stack_trace map, for the `n` instruction pointers the caller collected
-/// (innermost first). Returns the stack id or -errno (-EEXIST: bucket taken, -EFAULT: nothing left
-/// after skipping, -EINVAL: flags).
-long get_stackid(void* map, const std::uint64_t* ips, std::uint32_t n, std::uint64_t flags) noexcept;
+/// (innermost first). A map created with map_flags::stack_build_id stores `frames` (the same `n` frames
+/// as StackBuildId; required for such a map) and ids them by the addresses, as the kernel does.
+/// Returns the stack id or -errno (-EEXIST: bucket taken, -EFAULT: nothing left after skipping,
+/// -EINVAL: flags).
+long get_stackid(void* map, const std::uint64_t* ips, std::uint32_t n, std::uint64_t flags,
+                 const StackBuildId* frames = nullptr) noexcept;
 
 /// bpf_for_each_map_elem callback: return 0 to continue, 1 to stop.
 using ForEachCallback = long (*)(void* map, const void* key, void* value, void* ctx);

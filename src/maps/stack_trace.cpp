@@ -16,9 +16,9 @@ constexpr std::uint32_t max_stripes = 64;
 struct StackMap {
     MapHeader h;
     std::uint32_t n_buckets;  // power of two
-    std::uint32_t max_depth;  // value_size / 8
+    std::uint32_t max_depth;   // value_size / entry_size
     std::uint32_t n_locks;
-    std::uint32_t reserved;
+    std::uint32_t entry_size;  // 8 (an address), 32 (StackBuildId: map_flags::stack_build_id)
     std::uint64_t bucket_stride;
     std::uint64_t locks_off;
     std::uint64_t buckets_off;
@@ -36,9 +36,7 @@ StackMap* sm(MapHeader* h) noexcept { return body<StackMap>(h); }
 StackBucket* bucket(StackMap* m, std::uint32_t id) noexcept {
     return reinterpret_cast<StackBucket*>(at(m, m->buckets_off + id * m->bucket_stride));
 }
-std::uint64_t* ips_of(StackBucket* b) noexcept {
-    return reinterpret_cast<std::uint64_t*>(reinterpret_cast<std::byte*>(b) + sizeof(StackBucket));
-}
+std::byte* entries_of(StackBucket* b) noexcept { return reinterpret_cast<std::byte*>(b) + sizeof(StackBucket); }
 RobustMutex& stripe(StackMap* m, std::uint32_t id) noexcept {
     return reinterpret_cast<LockSlot*>(at(m, m->locks_off))[id & (m->n_locks - 1)].m;
 }
@@ -75,29 +73,32 @@ bool read_stable(StackBucket* b, F&& fn) noexcept {
     return false;
 }
 
-void write_bucket(StackBucket* b, const std::uint64_t* ips, std::uint32_t nr, std::uint32_t hash) noexcept {
+// `entries`: nr frames of the map's entry size.
+void write_bucket(StackBucket* b, const void* entries, std::uint32_t nr, std::uint32_t hash,
+                  std::uint32_t entry_size) noexcept {
     b->seq.fetch_add(1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
     b->nr = nr;
     b->hash = hash;
-    if (nr) std::memcpy(ips_of(b), ips, std::size_t(nr) * 8);
+    if (nr) std::memcpy(entries_of(b), entries, std::size_t(nr) * entry_size);
     b->seq.fetch_add(1, std::memory_order_release);
 }
 
+std::uint32_t entry_size_of(const MapSpec& s) noexcept {
+    return (s.flags & map_flags::stack_build_id) ? sizeof(StackBuildId) : 8;
+}
+
 std::string check_stack(const MapSpec& s, int* err) {
-    if (s.flags & map_flags::stack_build_id) {
-        *err = EOPNOTSUPP;
-        return "stack_trace with build ids (map_flags::stack_build_id) is not supported in user space";
-    }
-    if (auto why = check_flags(s, map_flags::numa_node | map_flags::rdonly | map_flags::wronly, err);
+    if (auto why = check_flags(s, map_flags::numa_node | map_flags::rdonly | map_flags::wronly | map_flags::stack_build_id, err);
         !why.empty())
         return why;
     if (auto why = check_key_size(s, 4, err); !why.empty()) return why;
     if (auto why = check_nonzero(s, false, true, err); !why.empty()) return why;
-    if (s.value_size < 8 || s.value_size % 8) {
+    const std::uint32_t entry = entry_size_of(s);
+    if (s.value_size < entry || s.value_size % entry) {
         *err = EINVAL;
-        return fmt::format("value size {} is invalid for stack_trace (a non-zero multiple of 8)",
-                           s.value_size);
+        return fmt::format("value size {} is invalid for stack_trace{} (a non-zero multiple of {})", s.value_size,
+                           entry == 8 ? "" : " with build ids", entry);
     }
     if (s.max_entries > (1u << 30)) {
         *err = E2BIG;
@@ -131,7 +132,8 @@ long init_stack(MapHeader* h, const MapSpec& s) noexcept {
     Geometry g = geometry(s);
     m->n_buckets = g.n_buckets;
     m->n_locks = g.n_locks;
-    m->max_depth = s.value_size / 8;
+    m->entry_size = entry_size_of(s);
+    m->max_depth = s.value_size / m->entry_size;
     m->bucket_stride = g.stride;
     m->locks_off = g.locks_off;
     m->buckets_off = g.buckets_off;
@@ -152,14 +154,15 @@ long stack_sys_lookup(MapHeader* h, const void* key, void* value, std::uint64_t)
     std::uint32_t nr = 0;
     auto copy = [&](StackBucket* bk) {
         nr = bk->nr > m->max_depth ? m->max_depth : bk->nr;
-        std::memcpy(value, ips_of(bk), std::size_t(nr) * 8);
+        std::memcpy(value, entries_of(bk), std::size_t(nr) * m->entry_size);
     };
     if (!read_stable(b, copy)) {
         StripeLock lock(m, id);
         copy(b);
     }
     if (!nr) return -ENOENT;
-    std::memset(static_cast<std::byte*>(value) + std::size_t(nr) * 8, 0, h->value_size - std::size_t(nr) * 8);
+    const std::size_t used = std::size_t(nr) * m->entry_size;
+    std::memset(static_cast<std::byte*>(value) + used, 0, h->value_size - used);
     return 0;
 }
 
@@ -173,7 +176,7 @@ long stack_sys_delete(MapHeader* h, const void* key) noexcept {
     StripeLock lock(m, id);
     StackBucket* b = bucket(m, id);
     if (!b->nr) return -ENOENT;
-    write_bucket(b, nullptr, 0, 0);
+    write_bucket(b, nullptr, 0, 0, m->entry_size);
     return 0;
 }
 
@@ -209,27 +212,33 @@ std::string stack_check_consistency(MapHeader* h) {
 
 }  // namespace
 
-long get_stackid(void* map, const std::uint64_t* ips, std::uint32_t n, std::uint64_t flags) noexcept {
+long get_stackid(void* map, const std::uint64_t* ips, std::uint32_t n, std::uint64_t flags,
+                 const StackBuildId* frames) noexcept {
     auto* h = static_cast<MapHeader*>(map);
     if (h->type != MapType::stack_trace) return -EINVAL;
     if (flags & ~(f_skip_field_mask | f_user_stack | f_fast_stack_cmp | f_reuse_stackid)) return -EINVAL;
     StackMap* m = sm(h);
+    const bool build_ids = m->entry_size == sizeof(StackBuildId);
+    if (build_ids && frames == nullptr) return -EINVAL;
     std::uint32_t skip = static_cast<std::uint32_t>(flags & f_skip_field_mask);
     if (skip >= n) return -EFAULT;
     std::uint32_t nr = n - skip;
     if (nr > m->max_depth) nr = m->max_depth;
     ips += skip;
+    // What the bucket stores: the addresses, or their build ids and offsets (ids still come from the
+    // addresses, and a build-id map always compares the stored frames, as __bpf_get_stackid does).
+    const void* entries = build_ids ? static_cast<const void*>(frames + skip) : static_cast<const void*>(ips);
+    const std::size_t bytes = std::size_t(nr) * m->entry_size;
     std::uint32_t hash = hash_bytes(ips, nr * 8, h->seed);
     std::uint32_t id = hash & (m->n_buckets - 1);
     StackBucket* b = bucket(m, id);
-    bool fast = flags & f_fast_stack_cmp;
+    bool fast = (flags & f_fast_stack_cmp) && !build_ids;
     // Lock-free check first, as the kernel's READ_ONCE of the bucket.
     bool same = false, occupied = false;
     auto compare = [&](StackBucket* bk) {
         occupied = bk->nr != 0;
         bool hash_matches = occupied && bk->hash == hash;
-        same = hash_matches &&
-               (fast || (bk->nr == nr && std::memcmp(ips_of(bk), ips, std::size_t(nr) * 8) == 0));
+        same = hash_matches && (fast || (bk->nr == nr && std::memcmp(entries_of(bk), entries, bytes) == 0));
     };
     if (read_stable(b, compare)) {
         if (same) return id;
@@ -239,7 +248,7 @@ long get_stackid(void* map, const std::uint64_t* ips, std::uint32_t n, std::uint
     compare(b);
     if (same) return id;
     if (occupied && !(flags & f_reuse_stackid)) return -EEXIST;
-    write_bucket(b, ips, nr, hash);
+    write_bucket(b, entries, nr, hash, m->entry_size);
     return id;
 }
 

@@ -238,24 +238,43 @@ u64 get_stackid(u64, u64 map, u64 flags, u64, u64) {
     void* m = reinterpret_cast<void*>(map);
     if (!map_ok(m) || maps::map_type(m) != MapType::stack_trace) return neg(EINVAL);
     std::uint64_t ips[127];
-    const std::uint32_t depth = std::min<std::uint32_t>(127, maps::map_value_size(m) / 8);
-    const std::uint32_t n = capture_stack(ips, depth, flags);
+    const bool build_ids = (maps::map_flags_of(m) & map_flags::stack_build_id) != 0;
+    const std::uint32_t entry = build_ids ? sizeof(maps::StackBuildId) : 8;
+    // Enough frames for the map's depth after the skipped ones.
+    const std::uint32_t depth =
+        std::min<std::uint32_t>(127, maps::map_value_size(m) / entry + static_cast<std::uint32_t>(flags & maps::f_skip_field_mask));
+    const std::uint32_t n = capture_stack(ips, depth, flags & ~maps::f_skip_field_mask);
     if (n == 0) return neg(EFAULT);
-    return static_cast<u64>(maps::get_stackid(m, ips, n, flags));
+    if (!build_ids) return static_cast<u64>(maps::get_stackid(m, ips, n, flags));
+    maps::StackBuildId frames[127];
+    stack_build_ids(ips, n, frames);
+    return static_cast<u64>(maps::get_stackid(m, ips, n, flags, frames));
 }
 
 u64 get_stack(u64, u64 buf, u64 size, u64 flags, u64) {
     // Skip count (low 8 bits), BPF_F_USER_STACK and BPF_F_USER_BUILD_ID; anything else, or a size that
     // is not whole entries, is -EINVAL with the buffer cleared, as in the kernel.
-    constexpr u64 known = 0xffu | (1u << 8) | (1u << 11);
-    auto* out = reinterpret_cast<std::uint64_t*>(buf);
-    if ((flags & ~known) != 0 || size % 8 != 0) {
+    constexpr u64 known = maps::f_skip_field_mask | maps::f_user_stack | maps::f_user_build_id;
+    auto* out = reinterpret_cast<std::byte*>(buf);
+    const bool build_ids = (flags & maps::f_user_build_id) != 0;
+    const u64 entry = build_ids ? sizeof(maps::StackBuildId) : 8;
+    // Build ids exist only for user stacks (kernel: BPF_F_USER_BUILD_ID without BPF_F_USER_STACK clears).
+    if ((flags & ~known) != 0 || size % entry != 0 || (build_ids && !(flags & maps::f_user_stack))) {
         std::memset(out, 0, size);
         return neg(EINVAL);
     }
-    const std::uint32_t n = capture_stack(out, static_cast<std::uint32_t>(size / 8), flags);
-    std::memset(out + n, 0, size - n * 8);
-    return n * 8;
+    std::uint64_t ips[128];
+    const auto max = static_cast<std::uint32_t>(std::min<u64>(size / entry, 128));
+    const std::uint32_t n = capture_stack(ips, max, flags);
+    if (build_ids) {
+        maps::StackBuildId frames[128];
+        stack_build_ids(ips, n, frames);
+        std::memcpy(out, frames, n * entry);
+    } else {
+        std::memcpy(out, ips, n * entry);
+    }
+    std::memset(out + n * entry, 0, size - n * entry);
+    return n * entry;
 }
 
 // bpf_spin_lock: a 4-byte word inside a map value; 0 = free. Values are in shared memory, so the lock

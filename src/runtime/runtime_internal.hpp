@@ -15,6 +15,10 @@
 #include <ebpfrt/jit.hpp>
 #include <ebpfrt/runtime.hpp>
 
+namespace ebpfrt::maps {
+struct StackBuildId;
+}  // namespace ebpfrt::maps
+
 namespace ebpfrt::detail {
 
 struct ProgramState {
@@ -67,6 +71,10 @@ struct RuntimeState {
     bool known_map(const void* handle) const;
     std::shared_ptr<const ProgramState> program_by_id(std::uint32_t id) const;
 };
+
+/// Each address as struct bpf_stack_build_id: the build id and file offset of the loaded object holding
+/// it, or the address itself (status ip) where there is no such object or it has no build id.
+void stack_build_ids(const std::uint64_t* ips, std::uint32_t n, maps::StackBuildId* out) noexcept;
 
 /// Adds the helpers that need runtime state (maps, tail calls, bpf_loop, trace output) to `table`.
 /// They find the RuntimeState through Invocation::env().

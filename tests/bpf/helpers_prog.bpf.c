@@ -338,6 +338,27 @@ int stack_ids(struct io* io) {
     return 0;
 }
 
+// Build ids (struct bpf_stack_build_id, 32 bytes a frame).
+struct {
+    __uint(type, BPF_MAP_TYPE_STACK_TRACE);
+    __uint(max_entries, 16);
+    __type(key, __u32);
+    __uint(value_size, 8 * sizeof(struct bpf_stack_build_id));
+    __uint(map_flags, BPF_F_STACK_BUILD_ID);
+} build_id_stacks SEC(".maps");
+
+SEC("ext/stack_build_ids")
+int stack_build_ids(struct io* io) {
+    // The same frames twice: as addresses (stack[0..3]) and as build ids (stack[4..19]).
+    io->ret[0] = bpf_get_stack(io, io->stack, 4 * sizeof(__u64), BPF_F_USER_STACK);
+    io->ret[1] = bpf_get_stack(io, &io->stack[4], 4 * sizeof(struct bpf_stack_build_id),
+                               BPF_F_USER_STACK | BPF_F_USER_BUILD_ID);
+    io->ret[2] = bpf_get_stack(io, io->str[2], 40, BPF_F_USER_STACK | BPF_F_USER_BUILD_ID);  // not whole frames
+    io->ret[3] = bpf_get_stack(io, io->str[3], 32, BPF_F_USER_BUILD_ID);  // build ids of a kernel stack
+    io->ret[4] = bpf_get_stackid(io, &build_id_stacks, BPF_F_USER_STACK);
+    return 0;
+}
+
 // ---- spin lock --------------------------------------------------------------------------------------
 
 struct locked_val {

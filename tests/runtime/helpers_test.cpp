@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+#include <elf.h>
 #include <linux/bpf.h>
 #include <pthread.h>
 #include <sched.h>
@@ -25,6 +27,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include "maps/maps_internal.hpp"
+#include "runtime/runtime_internal.hpp"
 
 namespace ebpfrt {
 namespace {
@@ -511,6 +515,124 @@ TEST_F(Helpers, GetStackidAndGetStack) {
     EXPECT_NE(before, after) << "BPF_F_REUSE_STACKID did not replace the stored stack";
     in.arg[0] = 0;
     EXPECT_EQ(run_from_a(p, in).ret[1], -EEXIST);  // now A's stack is the different one
+}
+
+// The build id of the file behind /proc/self/exe, read from its section headers (the runtime reads the
+// mapped PT_NOTE segments instead), or empty.
+std::vector<unsigned char> exe_build_id() {
+    std::ifstream f("/proc/self/exe", std::ios::binary);
+    std::vector<char> file((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (file.size() < sizeof(Elf64_Ehdr)) return {};
+    Elf64_Ehdr eh;
+    std::memcpy(&eh, file.data(), sizeof eh);
+    for (unsigned i = 0; i < eh.e_shnum; ++i) {
+        Elf64_Shdr sh;
+        if (eh.e_shoff + (i + 1) * sizeof sh > file.size()) return {};
+        std::memcpy(&sh, file.data() + eh.e_shoff + i * sizeof sh, sizeof sh);
+        if (sh.sh_type != SHT_NOTE || sh.sh_offset + sh.sh_size > file.size()) continue;
+        for (std::size_t off = sh.sh_offset; off + sizeof(Elf64_Nhdr) <= sh.sh_offset + sh.sh_size;) {
+            Elf64_Nhdr n;
+            std::memcpy(&n, file.data() + off, sizeof n);
+            const std::size_t name = (n.n_namesz + 3) & ~3u, desc = (n.n_descsz + 3) & ~3u;
+            if (n.n_type == NT_GNU_BUILD_ID && n.n_namesz == 4)
+                return {file.data() + off + sizeof n + name, file.data() + off + sizeof n + name + n.n_descsz};
+            off += sizeof n + name + desc;
+        }
+    }
+    return {};
+}
+
+struct BuildIdFrame {
+    std::int32_t status;
+    unsigned char build_id[20];
+    std::uint64_t offset_or_ip;
+};
+static_assert(sizeof(BuildIdFrame) == 32);
+
+// bpf_get_stack with BPF_F_USER_BUILD_ID and a stack_trace map with BPF_F_STACK_BUILD_ID: frames in a file
+// with a build id (this test executable) come as that id and the file offset; frames elsewhere (JIT code)
+// as the bare address (status BPF_STACK_BUILD_ID_IP).
+void check_build_id_frames(const Io& io, const std::vector<unsigned char>& exe_id, int* ip_frames) {
+    ASSERT_EQ(io.ret[0], 32);
+    ASSERT_EQ(io.ret[1], 128);
+    EXPECT_EQ(io.ret[2], -EINVAL);
+    EXPECT_EQ(io.ret[3], -EINVAL);
+    BuildIdFrame frames[4];
+    std::memcpy(frames, &io.stack[4], sizeof frames);
+    int in_exe = 0;
+    for (int i = 0; i < 4; ++i) {
+        SCOPED_TRACE(i);
+        const BuildIdFrame& f = frames[i];
+        Dl_info info{};
+        if (f.status == 2) {  // BPF_STACK_BUILD_ID_IP: not in any loaded file
+            EXPECT_EQ(dladdr(reinterpret_cast<void*>(f.offset_or_ip), &info), 0);
+            ++*ip_frames;
+            continue;
+        }
+        ASSERT_EQ(f.status, 1);  // BPF_STACK_BUILD_ID_VALID
+        // The same frame as an address (both calls come from the same run, through the same frames
+        // outside the program's own code).
+        const std::uint64_t ip = io.stack[i];
+        ASSERT_NE(dladdr(reinterpret_cast<void*>(ip), &info), 0);
+        if (std::memcmp(f.build_id, exe_id.data(), std::min<std::size_t>(20, exe_id.size())) == 0) {
+            ++in_exe;
+            // Executables are linked with text at a file offset equal to its address from the base.
+            EXPECT_EQ(f.offset_or_ip, ip - reinterpret_cast<std::uint64_t>(info.dli_fbase));
+        }
+    }
+    EXPECT_GE(in_exe, 1) << "no frame of the test executable";
+}
+
+TEST_F(Helpers, StackBuildIds) {
+    const std::vector<unsigned char> exe_id = exe_build_id();
+    ASSERT_FALSE(exe_id.empty()) << "the test executable has no GNU build id note";
+    // Addresses outside any loaded file (JIT code, anonymous memory) come as themselves.
+    void* anon = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(anon, MAP_FAILED);
+    const std::uint64_t ips[2] = {reinterpret_cast<std::uint64_t>(anon) + 16,
+                                  reinterpret_cast<std::uint64_t>(&exe_build_id)};
+    maps::StackBuildId direct[2];
+    detail::stack_build_ids(ips, 2, direct);
+    munmap(anon, 4096);
+    EXPECT_EQ(direct[0].status, maps::build_id_ip);
+    EXPECT_EQ(direct[0].offset_or_ip, ips[0]);
+    ASSERT_EQ(direct[1].status, maps::build_id_valid);
+    EXPECT_EQ(std::memcmp(direct[1].build_id, exe_id.data(), std::min<std::size_t>(20, exe_id.size())), 0);
+    Dl_info self{};
+    ASSERT_NE(dladdr(reinterpret_cast<void*>(ips[1]), &self), 0);
+    EXPECT_EQ(direct[1].offset_or_ip, ips[1] - reinterpret_cast<std::uint64_t>(self.dli_fbase));
+
+    // From programs. The stack starts at the host code that ran the program (the helper's, the engine's
+    // and the program's own frames are left out, as a kernel user stack holds none of them). Under the
+    // JIT the walk has to pass through the program's frames: their unwind tables are registered.
+    if (jit_available()) {
+        auto rt = Runtime::create({.engine = Engine::jit}).value();
+        auto c = rt.load(obj_).value();
+        Io io{};
+        ASSERT_EQ(c.program("stack_build_ids").value().run(io), 0u);
+        int ip_frames = 0;
+        check_build_id_frames(io, exe_id, &ip_frames);
+    }
+    const Io io = run("stack_build_ids");
+    int ip_frames = 0;
+    check_build_id_frames(io, exe_id, &ip_frames);
+    EXPECT_EQ(ip_frames, 0) << "the interpreter runs inside the test executable";
+
+    // The map stores the same kind of frames under an id.
+    ASSERT_GE(io.ret[4], 0);
+    auto stacks = coll_->map("build_id_stacks").value();
+    const auto id = static_cast<std::uint32_t>(io.ret[4]);
+    std::vector<std::byte> value(stacks.value_size());
+    ASSERT_TRUE(stacks.lookup(std::as_bytes(std::span(&id, 1)), value));
+    int stored_in_exe = 0;
+    for (std::size_t i = 0; i < value.size() / 32; ++i) {
+        BuildIdFrame f;
+        std::memcpy(&f, value.data() + i * 32, 32);
+        EXPECT_TRUE(f.status == 0 || f.status == 1 || f.status == 2) << f.status;
+        if (f.status == 1 && std::memcmp(f.build_id, exe_id.data(), std::min<std::size_t>(20, exe_id.size())) == 0)
+            ++stored_in_exe;
+    }
+    EXPECT_GE(stored_in_exe, 1);
 }
 
 TEST_F(Helpers, GetStackRejectsUnknownFlags) {
