@@ -171,9 +171,12 @@ Result<std::uint64_t> JitRun::start(const std::array<std::uint64_t, 5>& args) no
     if (error_) return std::move(*error_);
     if (unwinding_) return std::uint64_t{0};
     if (tail_ != nullptr) {
-        // Continue in the target with the same r1 (bpf_tail_call's ctx argument).
-        const Interpreter* t = tail_;
-        return t->run_args({args[0], 0, 0, 0, 0});
+        // Continue in the interpreted target with the same r1 (bpf_tail_call's ctx argument) and context,
+        // and the chain's tail-call count and budget, as if one engine ran it all.
+        auto ctx = std::span(reinterpret_cast<std::byte*>(ctx_lo), ctx_hi - ctx_lo);
+        std::optional<std::int64_t> budget;
+        if (st_->options.insn_budget != 0) budget = budget_left;
+        return detail::continue_tail_call(*tail_, ctx, args[0], tail_calls_, budget);
     }
     return Error(Errc::invalid_argument, "run: ended without a result");
 }

@@ -86,6 +86,7 @@ struct InterpreterState {
 
 struct InterpreterAccess {
     static const InterpreterState* state(const Interpreter& i) noexcept { return i.state_.get(); }
+    static const std::shared_ptr<const InterpreterState>& shared(const Interpreter& i) noexcept { return i.state_; }
     static Interpreter make(std::shared_ptr<const InterpreterState> s) { return Interpreter(std::move(s)); }
 };
 
@@ -193,6 +194,12 @@ public:
 
     template <bool Checked, bool Budget>
     Result<std::uint64_t> exec(const DInsn* entry, const std::array<std::uint64_t, 5>& args, std::size_t depth) noexcept;
+
+    // A chain that compiled code began: its tail calls so far and the budget it has left.
+    void continue_chain(int tail_calls, std::optional<std::uint64_t> budget_left) noexcept {
+        tail_calls_ = tail_calls;
+        if (budget_left) budget_ = *budget_left;
+    }
 
     Result<std::uint64_t> start(const std::array<std::uint64_t, 5>& args) noexcept {
         stack_lo_ = stack_top_ - frame_bytes;
@@ -879,6 +886,27 @@ Result<std::uint64_t> Interpreter::run_args(const std::array<std::uint64_t, 5>& 
     Run r(state_.get(), {});
     return r.start(args);
 }
+
+namespace detail {
+
+Result<std::uint64_t> continue_tail_call(const Interpreter& target, std::span<std::byte> ctx, std::uint64_t r1,
+                                         int tail_calls, std::optional<std::int64_t> budget_left) noexcept {
+    const InterpreterState* st = InterpreterAccess::state(target);
+    if (st == nullptr) return Error(Errc::invalid_argument, "tail call: an empty program");
+    Run r(st, ctx);
+    std::optional<std::uint64_t> budget;
+    if (budget_left && st->options.insn_budget != 0) {
+        // The compiled part of the chain used it all: the target cannot run one instruction.
+        if (*budget_left <= 0)
+            return Error(Errc::invalid_argument, fmt::format("insn 0 ({}): instruction budget of {} exhausted",
+                                                             isa::disassemble_one(st->insns, 0), st->options.insn_budget));
+        budget = static_cast<std::uint64_t>(*budget_left);
+    }
+    r.continue_chain(tail_calls, budget);
+    return r.start({r1, 0, 0, 0, 0});
+}
+
+}  // namespace detail
 
 std::size_t Interpreter::size() const noexcept { return state_->insns.size(); }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -16,6 +17,12 @@ namespace ebpfrt::detail {
 
 /// The innermost run on this thread that is inside a helper call (Invocation::current()).
 Invocation*& current_invocation() noexcept;
+
+/// Continues a chain of tail calls in an interpreted program (`target`), for compiled code that
+/// tail-called it: the target runs on `ctx` with r1 = `r1`, `tail_calls` of the chain's 33 already used and,
+/// when the chain runs under a budget, `budget_left` instructions left (as one interpreted chain would).
+Result<std::uint64_t> continue_tail_call(const Interpreter& target, std::span<std::byte> ctx, std::uint64_t r1,
+                                         int tail_calls, std::optional<std::int64_t> budget_left) noexcept;
 
 /// Allowed memory as a union of disjoint intervals [start, end), and of strided regions (a map's values:
 /// one grant per map and run instead of one interval per value looked up).

@@ -220,6 +220,62 @@ TEST(Jit, HelpersCallbacksAndArgumentChecks) {
     EXPECT_NE(br.error().message().find("insn 5"), std::string::npos) << br.error().message();
 }
 
+namespace {
+const Interpreter* tail_target = nullptr;
+int target_runs = 0;
+std::uint64_t tail_into_interpreter(std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t) {
+    Invocation* inv = Invocation::current();
+    return inv != nullptr && tail_target != nullptr && inv->tail_call(*tail_target) ? 0 : 1;
+}
+std::uint64_t count_run(std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t) {
+    ++target_runs;
+    return 0;
+}
+}  // namespace
+
+// A tail call from compiled code into an interpreted program continues the same chain: the target sees
+// the context (checked mode lets it read it), the 33 tail calls are counted across both engines, and
+// the budget left is the target's.
+TEST(Jit, TailCallIntoTheInterpreterContinuesTheChain) {
+    HelperTable t;
+    ASSERT_TRUE(t.add(110, {.name = "tail_into_interpreter", .fn = tail_into_interpreter}));
+    ASSERT_TRUE(t.add(111, {.name = "count_run", .fn = count_run}));
+    auto jump = JitProgram::create(asm_or_die("call 110\nmov %r0, 99\nexit\n"), t);
+    ASSERT_TRUE(jump) << jump.error().message();
+
+    auto reader = Interpreter::create(asm_or_die("ldxb %r0, [%r1+1]\nexit\n"), t);
+    ASSERT_TRUE(reader);
+    tail_target = &*reader;
+    std::array<std::byte, 2> ctx{std::byte{7}, std::byte{42}};
+    auto r = jump->run(ctx);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(*r, 42u);
+
+    // The target tail-calls itself until the chain's limit: 33 tail calls in all, one of them the JIT's.
+    auto self = Interpreter::create(asm_or_die("call 111\ncall 110\nmov %r0, 5\nexit\n"), t);
+    ASSERT_TRUE(self);
+    tail_target = &*self;
+    target_runs = 0;
+    EXPECT_EQ(jump->run(ctx).value(), 5u);
+    EXPECT_EQ(target_runs, 33);
+
+    // Budget 200: the compiled part spends ~100 instructions; a target needing ~120 more runs out, one
+    // needing ~60 does not.
+    const char* spend = "mov %r6, 0\nadd %r6, 1\njlt %r6, 50, -2\ncall 110\nexit\n";
+    auto spender = JitProgram::create(asm_or_die(spend), t, {.insn_budget = 200});
+    ASSERT_TRUE(spender) << spender.error().message();
+    auto long_target = Interpreter::create(asm_or_die("mov %r0, 0\nadd %r0, 1\njlt %r0, 60, -2\nexit\n"), t, {.insn_budget = 200});
+    auto short_target = Interpreter::create(asm_or_die("mov %r0, 0\nadd %r0, 1\njlt %r0, 30, -2\nexit\n"), t, {.insn_budget = 200});
+    ASSERT_TRUE(long_target && short_target);
+    tail_target = &*long_target;
+    auto out = spender->run(ctx);
+    ASSERT_FALSE(out);
+    EXPECT_NE(out.error().message().find("budget"), std::string::npos) << out.error().message();
+    tail_target = &*short_target;
+    EXPECT_EQ(spender->run(ctx).value(), 30u);
+    tail_target = nullptr;
+}
+
 TEST(Jit, UnknownHelperAndUnresolvedLddwAreErrorsAtCreate) {
     auto unknown = JitProgram::create(asm_or_die("call 999\nexit\n"), {});
     ASSERT_FALSE(unknown);
