@@ -316,6 +316,24 @@ extern "C" std::uint64_t ebpfrt_rt_ldabs(void* run, std::uint64_t offset, std::u
     return v;
 }
 
+namespace detail {
+
+Result<std::uint64_t> continue_tail_call(const JitProgram& target, std::span<std::byte> ctx, std::uint64_t r1,
+                                         int& tail_calls, std::optional<std::int64_t>& budget_left) noexcept {
+    const JitState* st = JitAccess::state(target);
+    if (st == nullptr) return Error(Errc::invalid_argument, "tail call: an empty program");
+    JitRun r(st, ctx);
+    r.tail_calls_ = tail_calls;
+    const bool budget = budget_left && st->options.insn_budget != 0;
+    if (budget) r.budget_left = *budget_left;
+    auto out = r.start({r1, 0, 0, 0, 0});
+    tail_calls = r.tail_calls_;
+    if (budget) budget_left = r.budget_left;
+    return out;
+}
+
+}  // namespace detail
+
 Result<std::uint64_t> JitProgram::run(std::span<std::byte> ctx) const noexcept {
     JitRun r(state_.get(), ctx);
     return r.start({reinterpret_cast<std::uint64_t>(ctx.data()), ctx.size(), 0, 0, 0});

@@ -159,6 +159,14 @@ public:
         pending_tail_ = t;
         return true;
     }
+    // Compiled code (load_aot in an interpreter runtime, say): it runs when the helper returns, with the
+    // chain's count and budget, in place of the calling function.
+    bool tail_call(const JitProgram& target) noexcept override {
+        if (tail_calls_ >= max_tail_calls) return false;
+        ++tail_calls_;
+        pending_jit_tail_ = &target;
+        return true;
+    }
     Result<std::uint64_t> call_function(std::uint64_t fn, const std::array<std::uint64_t, 5>& args) override;
     void* env() const noexcept override { return prog_->options.env; }
     bool checked() const noexcept override { return checked_; }
@@ -216,6 +224,7 @@ public:
     detail::RegionSet granted_;
     std::uint64_t budget_ = 0;  // instructions left, when limited
     const InterpreterState* pending_tail_ = nullptr;
+    const JitProgram* pending_jit_tail_ = nullptr;
     int tail_calls_ = 0;
     bool unwinding_ = false;
     std::optional<Error> fault_;  // a callee's error, raised by call_function, ends the caller too
@@ -620,6 +629,23 @@ call_helper:
         if (hp->unwind && r == 0) {
             unwinding_ = true;
             goto out;
+        }
+        if (pending_jit_tail_ != nullptr) {
+            // Continue in compiled code: it takes the place of this function (its r0 is what the
+            // function returns) and uses up the chain's tail calls and budget as it goes.
+            const JitProgram* t = pending_jit_tail_;
+            pending_jit_tail_ = nullptr;
+            std::optional<std::int64_t> b;
+            if (Budget) b = static_cast<std::int64_t>(left);
+            auto r0 = detail::continue_tail_call(*t, std::span(reinterpret_cast<std::byte*>(ctx_lo_), ctx_hi_ - ctx_lo_),
+                                                 reg[1], tail_calls_, b);
+            if (Budget) left = b && *b > 0 ? static_cast<std::uint64_t>(*b) : 0;
+            if (!r0) {
+                error = std::move(r0.error());
+                goto out;
+            }
+            reg[0] = *r0;
+            goto L_EXIT;
         }
         if (pending_tail_ != nullptr) {
             // Continue in the target program: same r1, a fresh frame at the same depth.

@@ -24,6 +24,12 @@ Invocation*& current_invocation() noexcept;
 Result<std::uint64_t> continue_tail_call(const Interpreter& target, std::span<std::byte> ctx, std::uint64_t r1,
                                          int tail_calls, std::optional<std::int64_t> budget_left) noexcept;
 
+/// The same for an interpreted program that tail-called compiled code (compiled_run.cpp). `tail_calls` and
+/// `budget_left` go in as the chain's and come back as the compiled part left them: a tail call from an
+/// interpreted subprogram returns to its caller, which goes on with them.
+Result<std::uint64_t> continue_tail_call(const JitProgram& target, std::span<std::byte> ctx, std::uint64_t r1,
+                                         int& tail_calls, std::optional<std::int64_t>& budget_left) noexcept;
+
 /// Allowed memory as a union of disjoint intervals [start, end), and of strided regions (a map's values:
 /// one grant per map and run instead of one interval per value looked up).
 class RegionSet {

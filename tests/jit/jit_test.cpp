@@ -276,6 +276,33 @@ TEST(Jit, TailCallIntoTheInterpreterContinuesTheChain) {
     tail_target = nullptr;
 }
 
+namespace {
+const JitProgram* jit_tail_target = nullptr;
+std::uint64_t tail_into_jit(std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t) {
+    Invocation* inv = Invocation::current();
+    return inv != nullptr && jit_tail_target != nullptr && inv->tail_call(*jit_tail_target) ? 0 : 1;
+}
+}  // namespace
+
+// And the other way: an interpreted program tail-calls compiled code, which runs in place of the calling
+// function (from a subprogram, its result returns to the subprogram's caller, as in the kernel).
+TEST(Jit, TailCallFromTheInterpreterIntoCompiledCode) {
+    HelperTable t;
+    ASSERT_TRUE(t.add(112, {.name = "tail_into_jit", .fn = tail_into_jit}));
+    auto target = JitProgram::create(asm_or_die("ldxb %r0, [%r1+1]\nexit\n"), t);
+    ASSERT_TRUE(target) << target.error().message();
+    jit_tail_target = &*target;
+    std::array<std::byte, 2> ctx{std::byte{7}, std::byte{42}};
+    auto entry = Interpreter::create(asm_or_die("call 112\nmov %r0, 9\nexit\n"), t);
+    ASSERT_TRUE(entry);
+    EXPECT_EQ(entry->run(ctx).value(), 42u);
+    auto from_sub = Interpreter::create(asm_or_die("call local sub\nadd %r0, 100\nexit\nsub:\ncall 112\nmov %r0, 9\nexit\n"), t);
+    ASSERT_TRUE(from_sub) << from_sub.error().message();
+    EXPECT_EQ(from_sub->run(ctx).value(), 142u);
+    jit_tail_target = nullptr;
+    EXPECT_EQ(entry->run(ctx).value(), 9u) << "a refused tail call continues after the call";
+}
+
 TEST(Jit, UnknownHelperAndUnresolvedLddwAreErrorsAtCreate) {
     auto unknown = JitProgram::create(asm_or_die("call 999\nexit\n"), {});
     ASSERT_FALSE(unknown);

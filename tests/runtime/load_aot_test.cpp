@@ -182,6 +182,10 @@ TEST_F(LoadAot, TailCallsAndBudget) {
     ASSERT_TRUE(jumps.update(5, coll.program("tail_target").value().id()));
     ASSERT_TRUE(tail->try_run(std::as_writable_bytes(std::span(&ctx, 1))));
     EXPECT_EQ(stats.lookup(0).value(), 34u + 34u);
+    // And back: the interpreted tail_target jumps into the native one, which goes on with the chain.
+    ASSERT_TRUE(jumps.update(5, tail->id()));
+    ASSERT_TRUE(coll.program("tail_target").value().try_run(std::as_writable_bytes(std::span(&ctx, 1))));
+    EXPECT_EQ(stats.lookup(0).value(), 34u + 34u + 34u);
 
     // Budget: an object compiled with one runs under the runtime's, and must be given one.
     auto budgeted = Runtime::create({.insn_budget = 1000}).value();
