@@ -78,6 +78,19 @@ private:
         starts_.assign(s.begin(), s.end());
     }
 
+    // Whether the function reads r10 as a value (anything but the base of a load or store): only
+    // then can a register hold an address inside its frame.
+    bool frame_escapes(std::size_t start, std::size_t end) const {
+        const auto insns = req_.insns;
+        for (std::size_t i = start; i < end; i = slot_after(insns, i)) {
+            const Insn& in = insns[i];
+            const std::uint8_t c = isa::cls(in.opcode);
+            if (in.src == 10 && c != isa::cls_ldx) return true;
+            if (in.dst == 10 && c != isa::cls_st && c != isa::cls_stx) return true;
+        }
+        return false;
+    }
+
     // --- helpers for emitting ---
 
     llvm::FunctionCallee callee(const Callee& c, llvm::FunctionType* type) {
@@ -86,11 +99,38 @@ private:
         return llvm::FunctionCallee(type, p);
     }
 
-    Value* reg(unsigned r) { return b_.CreateLoad(i64_, regs_[r]); }
+    // Registers live in allocas between BPF blocks; inside one, their values are kept here and
+    // stored back only before the block's branch (less IR for mem2reg and everything after it).
+    // r10 is the frame top, computed where it is read: the frame's address appears in the IR only
+    // when the program reads r10 as a value, so the stack stays promotable otherwise.
+    Value* reg(unsigned r) {
+        if (cur_[r] == nullptr) cur_[r] = r == 10 ? b_.CreateAdd(frame_lo(), b_.getInt64(frame_bytes))
+                                                  : b_.CreateLoad(i64_, regs_[r]);
+        return cur_[r];
+    }
     void set(unsigned r, Value* v) {
-        b_.CreateStore(v, regs_[r]);
+        cur_[r] = v;
+        dirty_ |= 1u << r;
         stack_off_[r].reset();
         array_of_[r].reset();
+    }
+    // Before a branch to another BPF block.
+    void flush_regs() {
+        for (unsigned r = 0; r < 10; ++r)
+            if (dirty_ & (1u << r)) b_.CreateStore(cur_[r], regs_[r]);
+        dirty_ = 0;
+    }
+    void forget_regs() {
+        std::fill(std::begin(cur_), std::end(cur_), nullptr);
+        dirty_ = 0;
+    }
+    // The frame's bottom as an integer, made once per function in its entry block.
+    Value* frame_lo() {
+        if (frame_lo_ == nullptr) {
+            IRBuilder<> entry(entry_->getTerminator());
+            frame_lo_ = entry.CreatePtrToInt(stack_, i64_);
+        }
+        return frame_lo_;
     }
     Value* i32(std::int64_t v) { return b_.getInt32(static_cast<std::uint32_t>(v)); }
 
@@ -109,15 +149,16 @@ private:
         if (!req_.checked) return;
         // Proved in bounds by the verifier on every path (atomics keep their alignment check).
         if (kind != access_atomic && insn < req_.proved.size() && req_.proved[insn]) return;
-        Value* rel = b_.CreateSub(addr, frame_lo_);
-        Value* in_frame = b_.CreateICmpULE(rel, b_.getInt64(frame_bytes - size));
-        // Or inside the context: [ctx_lo, ctx_hi - size].
+        // Inside the running frame (only reachable when the function reads r10 as a value), or
+        // inside the context: [ctx_lo, ctx_hi - size].
         Value* ctx_lo = b_.CreateLoad(i64_, run_field(offsetof(RunHeader, ctx_lo)));
         Value* ctx_hi = b_.CreateLoad(i64_, run_field(offsetof(RunHeader, ctx_hi)));
         Value* ctx_len = b_.CreateSub(ctx_hi, ctx_lo);
         Value* in_ctx = b_.CreateAnd(b_.CreateICmpUGE(ctx_len, b_.getInt64(size)),
                                      b_.CreateICmpULE(b_.CreateSub(addr, ctx_lo), b_.CreateSub(ctx_len, b_.getInt64(size))));
-        in_frame = b_.CreateOr(in_frame, in_ctx);
+        Value* in_frame = in_ctx;
+        if (frame_escapes_)
+            in_frame = b_.CreateOr(b_.CreateICmpULE(b_.CreateSub(addr, frame_lo()), b_.getInt64(frame_bytes - size)), in_ctx);
         if (kind == access_atomic)
             in_frame = b_.CreateAnd(in_frame, b_.CreateICmpEQ(b_.CreateAnd(addr, b_.getInt64(size - 1)), b_.getInt64(0)));
         Function* f = b_.GetInsertBlock()->getParent();
@@ -197,7 +238,7 @@ private:
         const auto insns = req_.insns;
         auto* entry = BasicBlock::Create(ctx_, "entry", f);
         b_.SetInsertPoint(entry);
-        for (unsigned r = 0; r < 11; ++r) regs_[r] = b_.CreateAlloca(i64_, nullptr, fmt::format("r{}", r));
+        for (unsigned r = 0; r < 10; ++r) regs_[r] = b_.CreateAlloca(i64_, nullptr, fmt::format("r{}", r));
         stack_ = b_.CreateAlloca(llvm::ArrayType::get(i8_, frame_bytes), nullptr, "stack");
         stack_->setAlignment(llvm::Align(16));
         auto arg = f->arg_begin();
@@ -205,12 +246,19 @@ private:
         run_ = &*arg++;
         depth_ = &*arg;
         for (unsigned r : {0u, 6u, 7u, 8u, 9u}) b_.CreateStore(b_.getInt64(0), regs_[r]);
-        Value* frame_lo = b_.CreatePtrToInt(stack_, i64_);
-        frame_lo_ = frame_lo;
-        b_.CreateStore(b_.CreateAdd(frame_lo, b_.getInt64(frame_bytes)), regs_[10]);
+        entry_ = entry;
+        frame_lo_ = nullptr;
+        forget_regs();
+        frame_escapes_ = frame_escapes(start, end);
         if (req_.checked) {
-            b_.CreateStore(frame_lo, run_field(offsetof(RunHeader, stack_lo)));
-            b_.CreateStore(frame_lo, b_.CreateGEP(i64_, run_field(offsetof(RunHeader, frames)), {b_.CreateZExt(depth_, i64_)}));
+            // rt_check finds the frames of the run through these. A frame no register can point to
+            // is published as ~depth: never inside any range, and still unique per depth, which
+            // is how rt_check finds the running frame among frames[] (it stops at stack_lo).
+            Value* lo = frame_escapes_ ? b_.CreatePtrToInt(stack_, i64_)
+                                       : b_.CreateNot(b_.CreateZExt(depth_, i64_));
+            if (frame_escapes_) frame_lo_ = lo;
+            b_.CreateStore(lo, run_field(offsetof(RunHeader, stack_lo)));
+            b_.CreateStore(lo, b_.CreateGEP(i64_, run_field(offsetof(RunHeader, frames)), {b_.CreateZExt(depth_, i64_)}));
         }
 
         // Blocks start at the function's first slot, at jump targets and after jumps.
@@ -236,8 +284,12 @@ private:
         bool open = false;
         for (std::size_t i = start; i < end;) {
             if (auto it = blocks_.find(i); it != blocks_.end()) {
-                if (open) b_.CreateBr(it->second);
+                if (open) {
+                    flush_regs();
+                    b_.CreateBr(it->second);
+                }
                 b_.SetInsertPoint(it->second);
+                forget_regs();
                 open = true;
                 for (auto& s : stack_off_) s.reset();
                 for (auto& a : array_of_) a.reset();
@@ -419,6 +471,7 @@ private:
         }
         if (op == isa::op_ja) {
             const std::int64_t rel = is32 ? in.imm : in.offset;
+            flush_regs();
             b_.CreateBr(block_at(static_cast<std::size_t>(static_cast<std::int64_t>(i) + 1 + rel)));
             return false;
         }
@@ -443,6 +496,7 @@ private:
         default: break;
         }
         const auto target = static_cast<std::size_t>(static_cast<std::int64_t>(i) + 1 + in.offset);
+        flush_regs();
         b_.CreateCondBr(cond, block_at(target), block_at(i + 1));
         return false;
     }
@@ -592,7 +646,11 @@ private:
     std::vector<std::size_t> starts_;
     std::map<std::size_t, Function*> functions_;
     std::map<std::size_t, BasicBlock*> blocks_;
-    Value* regs_[11] = {};
+    Value* regs_[10] = {};   // r0-r9 allocas
+    Value* cur_[11] = {};    // register values in the current BPF block (see reg)
+    std::uint32_t dirty_ = 0;  // registers set in the current BPF block
+    BasicBlock* entry_ = nullptr;
+    bool frame_escapes_ = false;
     llvm::AllocaInst* stack_ = nullptr;
     Value* run_ = nullptr;
     Value* frame_lo_ = nullptr;
