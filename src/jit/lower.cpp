@@ -93,6 +93,11 @@ private:
 
     // --- helpers for emitting ---
 
+    // A value or block name, unless the context drops them (the JIT's does, except for dumps).
+    std::string label(const char* prefix, std::size_t n) const {
+        return ctx_.shouldDiscardValueNames() ? std::string() : fmt::format("{}{}", prefix, n);
+    }
+
     llvm::FunctionCallee callee(const Callee& c, llvm::FunctionType* type) {
         if (c.address == 0) return module_->getOrInsertFunction(c.symbol, type);
         Value* p = b_.CreateIntToPtr(b_.getInt64(c.address), ptr_);
@@ -238,7 +243,7 @@ private:
         const auto insns = req_.insns;
         auto* entry = BasicBlock::Create(ctx_, "entry", f);
         b_.SetInsertPoint(entry);
-        for (unsigned r = 0; r < 10; ++r) regs_[r] = b_.CreateAlloca(i64_, nullptr, fmt::format("r{}", r));
+        for (unsigned r = 0; r < 10; ++r) regs_[r] = b_.CreateAlloca(i64_, nullptr, label("r", r));
         stack_ = b_.CreateAlloca(llvm::ArrayType::get(i8_, frame_bytes), nullptr, "stack");
         stack_->setAlignment(llvm::Align(16));
         auto arg = f->arg_begin();
@@ -278,7 +283,7 @@ private:
         }
         blocks_.clear();
         for (std::size_t l : leaders)
-            if (l >= start && l < end) blocks_[l] = BasicBlock::Create(ctx_, fmt::format("i{}", l), f);
+            if (l >= start && l < end) blocks_[l] = BasicBlock::Create(ctx_, label("i", l), f);
         b_.CreateBr(blocks_[start]);
 
         bool open = false;
@@ -315,7 +320,7 @@ private:
     BasicBlock* block_at(std::size_t i) {
         if (auto it = blocks_.find(i); it != blocks_.end()) return it->second;
         auto saved = b_.saveIP();
-        auto* bad = BasicBlock::Create(ctx_, fmt::format("outside{}", i), b_.GetInsertBlock()->getParent());
+        auto* bad = BasicBlock::Create(ctx_, label("outside", i), b_.GetInsertBlock()->getParent());
         b_.SetInsertPoint(bad);
         emit_fault(i < req_.insns.size() ? i : req_.insns.size() - 1, fault_invalid);
         b_.restoreIP(saved);
