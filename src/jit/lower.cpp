@@ -105,14 +105,16 @@ private:
         return llvm::FunctionCallee(type, p);
     }
 
-    // Registers are SSA values built during lowering (no allocas to promote): cur_ holds r0-r9
-    // at the insertion point; a BPF block starts with the values its predecessors' edges carry,
-    // merged by phis where they differ. Predecessors come earlier in the code except for backward
-    // jumps, so only the targets of those get a phi per register up front, completed as the
-    // edges are lowered. r10 is the frame top, computed where it is read: the frame's address
-    // appears in the IR only when the program reads r10 as a value, so SROA can promote the stack.
+    // Registers are SSA values built during lowering (no allocas to promote): cur_ holds the
+    // variables at the insertion point, r0-r9 and, in a function whose frame does not escape (see
+    // stack_slots), its stack slots; a BPF block starts with the values its predecessors' edges
+    // carry, merged by phis where they differ. Predecessors come earlier in the code except for
+    // backward jumps, so only the targets of those get a phi per variable up front, completed as
+    // the edges are lowered. cur_[10] is r10, the frame top, computed where it is read: the
+    // frame's address appears in the IR only when the program reads r10 as a value.
+    static constexpr unsigned r10 = 10;
     Value* reg(unsigned r) {
-        if (r == 10 && cur_[10] == nullptr) cur_[10] = b_.CreateAdd(frame_lo(), b_.getInt64(frame_bytes));
+        if (r == r10 && cur_[r10] == nullptr) cur_[r10] = b_.CreateAdd(frame_lo(), b_.getInt64(frame_bytes));
         return cur_[r];
     }
     void set(unsigned r, Value* v) {
@@ -120,58 +122,94 @@ private:
         stack_off_[r].reset();
         array_of_[r].reset();
     }
+    Type* var_type(std::size_t k) const { return k < 11 ? i64_ : slot_types_[k - 11]; }
 
-    struct Regs {
+    struct Edge {
         BasicBlock* from;
-        std::array<Value*, 10> values;
+        std::vector<Value*> values;  // cur_ along the edge
     };
     struct BlockState {
-        bool loop_head = false;                  // target of a backward jump
-        std::vector<Regs> edges;                 // incoming edges lowered before the block
-        std::array<llvm::PHINode*, 10> phis{};   // loop heads: made when the block starts
+        bool loop_head = false;               // target of a backward jump
+        std::vector<Edge> edges;              // incoming edges lowered before the block
+        std::vector<llvm::PHINode*> phis;     // loop heads: made when the block starts
         bool started = false;
     };
 
-    // Before a branch from the insertion point to `to`: the registers flow along the edge.
+    // Before a branch from the insertion point to `to`: the variables flow along the edge.
     void add_edge(BasicBlock* to) {
         auto it = state_.find(to);
         if (it == state_.end()) return;  // a fault block
         BlockState& bs = it->second;
         if (bs.started) {
-            for (unsigned r = 0; r < 10; ++r) bs.phis[r]->addIncoming(cur_[r], b_.GetInsertBlock());
+            for (std::size_t k = 0; k < cur_.size(); ++k)
+                if (k != r10) bs.phis[k]->addIncoming(cur_[k], b_.GetInsertBlock());
             return;
         }
-        Regs e{b_.GetInsertBlock(), {}};
-        std::copy_n(cur_, 10, e.values.begin());
-        bs.edges.push_back(e);
+        bs.edges.push_back({b_.GetInsertBlock(), cur_});
     }
 
     // At the start of a BPF block (insertion point at its empty LLVM block).
     void start_block(BasicBlock* bb) {
         BlockState& bs = state_.at(bb);
         bs.started = true;
-        cur_[10] = nullptr;
-        for (unsigned r = 0; r < 10; ++r) {
+        cur_[r10] = nullptr;
+        if (bs.loop_head) bs.phis.assign(cur_.size(), nullptr);
+        for (std::size_t k = 0; k < cur_.size(); ++k) {
+            if (k == r10) continue;
             if (bs.loop_head) {
-                bs.phis[r] = b_.CreatePHI(i64_, static_cast<unsigned>(bs.edges.size()) + 1);
-                for (const Regs& e : bs.edges) bs.phis[r]->addIncoming(e.values[r], e.from);
-                cur_[r] = bs.phis[r];
+                bs.phis[k] = b_.CreatePHI(var_type(k), static_cast<unsigned>(bs.edges.size()) + 1);
+                for (const Edge& e : bs.edges) bs.phis[k]->addIncoming(e.values[k], e.from);
+                cur_[k] = bs.phis[k];
                 continue;
             }
             if (bs.edges.empty()) {  // unreachable: after an exit or jump, and no jump to it
-                cur_[r] = llvm::PoisonValue::get(i64_);
+                cur_[k] = llvm::PoisonValue::get(var_type(k));
                 continue;
             }
-            Value* v = bs.edges[0].values[r];
-            const bool same = std::all_of(bs.edges.begin(), bs.edges.end(), [&](const Regs& e) { return e.values[r] == v; });
+            Value* v = bs.edges[0].values[k];
+            const bool same = std::all_of(bs.edges.begin(), bs.edges.end(), [&](const Edge& e) { return e.values[k] == v; });
             if (!same) {
-                auto* phi = b_.CreatePHI(i64_, static_cast<unsigned>(bs.edges.size()));
-                for (const Regs& e : bs.edges) phi->addIncoming(e.values[r], e.from);
+                auto* phi = b_.CreatePHI(var_type(k), static_cast<unsigned>(bs.edges.size()));
+                for (const Edge& e : bs.edges) phi->addIncoming(e.values[k], e.from);
                 v = phi;
             }
-            cur_[r] = v;
+            cur_[k] = v;
         }
         bs.edges.clear();
+    }
+
+    // When the frame does not escape, every stack access is r10 + constant. If they are all in
+    // bounds, none is atomic, and any two either are the same (offset, size) or do not overlap,
+    // each slot is a variable like a register (its type the access size) and the function needs
+    // no stack memory. Returns whether it is so, filling slots_ and slot_types_.
+    bool stack_slots(std::size_t start, std::size_t end) {
+        slots_.clear();
+        slot_types_.clear();
+        if (frame_escapes_) return false;
+        static constexpr unsigned sizes[] = {4, 2, 1, 8};
+        std::map<std::int64_t, unsigned> seen;  // offset -> size
+        const auto insns = req_.insns;
+        for (std::size_t i = start; i < end; i = slot_after(insns, i)) {
+            const Insn& in = insns[i];
+            const std::uint8_t c = isa::cls(in.opcode);
+            const bool load = c == isa::cls_ldx && in.src == r10;
+            const bool store = (c == isa::cls_st || c == isa::cls_stx) && in.dst == r10;
+            if (!load && !store) continue;
+            if (c == isa::cls_stx && (in.opcode & 0xe0) == isa::mode_atomic) return false;
+            const unsigned size = sizes[(in.opcode >> 3) & 3];
+            const std::int64_t o = in.offset;
+            if (o < -frame_bytes || o + size > 0) return false;
+            auto [it, fresh] = seen.emplace(o, size);
+            if (!fresh && it->second != size) return false;
+        }
+        std::int64_t covered = -frame_bytes;  // slots sorted by offset must not overlap
+        for (const auto& [o, size] : seen) {
+            if (o < covered) return false;
+            covered = o + size;
+            slots_.emplace(o, static_cast<unsigned>(11 + slot_types_.size()));
+            slot_types_.push_back(int_type(size));
+        }
+        return true;
     }
     // The frame's bottom as an integer, made once per function in its entry block.
     Value* frame_lo() {
@@ -290,14 +328,16 @@ private:
         stack_ = b_.CreateAlloca(llvm::ArrayType::get(i8_, frame_bytes), nullptr, "stack");
         stack_->setAlignment(llvm::Align(16));
         auto arg = f->arg_begin();
+        frame_escapes_ = frame_escapes(start, end);
+        stack_in_ssa_ = stack_slots(start, end);
+        cur_.assign(11 + slot_types_.size(), nullptr);
+        for (std::size_t k = 11; k < cur_.size(); ++k) cur_[k] = llvm::UndefValue::get(slot_types_[k - 11]);  // as SROA makes uninitialised stack
         for (unsigned r = 1; r <= 5; ++r, ++arg) cur_[r] = &*arg;
         run_ = &*arg++;
         depth_ = &*arg;
         for (unsigned r : {0u, 6u, 7u, 8u, 9u}) cur_[r] = b_.getInt64(0);
-        cur_[10] = nullptr;
         entry_ = entry;
         frame_lo_ = nullptr;
-        frame_escapes_ = frame_escapes(start, end);
         if (req_.checked) {
             // rt_check finds the frames of the run through these. A frame no register can point to
             // is published as ~depth: never inside any range, and still unique per depth, which
@@ -390,9 +430,14 @@ private:
         case isa::cls_ldx: {
             static constexpr unsigned sizes[] = {4, 2, 1, 8};
             const unsigned size = sizes[(in.opcode >> 3) & 3];
-            Value* p = address(i, in.src, in.offset, size, access_read);
-            if (p == nullptr) return false;
-            auto* load = b_.CreateAlignedLoad(int_type(size), p, llvm::Align(1));
+            Value* load = nullptr;
+            if (stack_in_ssa_ && in.src == r10) {
+                load = cur_[slots_.at(in.offset)];
+            } else {
+                Value* p = address(i, in.src, in.offset, size, access_read);
+                if (p == nullptr) return false;
+                load = b_.CreateAlignedLoad(int_type(size), p, llvm::Align(1));
+            }
             const bool sx = (in.opcode & 0xe0) == isa::mode_memsx;
             set(in.dst, size == 8 ? static_cast<Value*>(load) : sx ? b_.CreateSExt(load, i64_) : b_.CreateZExt(load, i64_));
             return true;
@@ -404,9 +449,14 @@ private:
             if (c == isa::cls_stx && (in.opcode & 0xe0) == isa::mode_atomic) return lower_atomic(i, in, size);
             Value* v = c == isa::cls_st ? b_.getInt64(static_cast<std::uint64_t>(static_cast<std::int64_t>(in.imm)))
                                          : reg(in.src);
+            if (size != 8) v = b_.CreateTrunc(v, int_type(size));
+            if (stack_in_ssa_ && in.dst == r10) {
+                cur_[slots_.at(in.offset)] = v;
+                return true;
+            }
             Value* p = address(i, in.dst, in.offset, size, access_write);
             if (p == nullptr) return false;
-            b_.CreateAlignedStore(size == 8 ? v : b_.CreateTrunc(v, int_type(size)), p, llvm::Align(1));
+            b_.CreateAlignedStore(v, p, llvm::Align(1));
             return true;
         }
         default: break;
@@ -705,7 +755,10 @@ private:
     std::vector<std::size_t> starts_;
     std::map<std::size_t, Function*> functions_;
     std::map<std::size_t, BasicBlock*> blocks_;
-    Value* cur_[11] = {};  // register values at the insertion point (see reg)
+    std::vector<Value*> cur_;  // r0-r9, r10, stack slots at the insertion point (see reg)
+    std::map<std::int64_t, unsigned> slots_;  // stack slot by offset from r10 -> index in cur_
+    std::vector<Type*> slot_types_;
+    bool stack_in_ssa_ = false;
     std::unordered_map<BasicBlock*, BlockState> state_;  // by the BPF blocks of the function
     BasicBlock* entry_ = nullptr;
     bool frame_escapes_ = false;
