@@ -9,7 +9,6 @@
 #include <optional>
 #include <set>
 #include <unordered_map>
-#include <cstdlib>
 
 #include <fmt/format.h>
 #include <llvm/IR/IRBuilder.h>
@@ -154,7 +153,9 @@ private:
         bs.started = true;
         cur_[r10] = nullptr;
         if (bs.loop_head) bs.phis.assign(cur_.size(), nullptr);
-        for (std::size_t k = 0; k < cur_.size(); ++k) {
+        // Phis in the order mem2reg made them for the register allocas (last register first):
+        // the same IR as before, down to the register allocator's choices.
+        for (std::size_t k = cur_.size(); k-- > 0;) {
             if (k == r10) continue;
             if (bs.loop_head) {
                 bs.phis[k] = b_.CreatePHI(var_type(k), static_cast<unsigned>(bs.edges.size()) + 1);
@@ -167,8 +168,8 @@ private:
                 continue;
             }
             Value* v = bs.edges[0].values[k];
-            const bool same = std::all_of(bs.edges.begin(), bs.edges.end(), [&](const Edge& e) { return e.values[k] == v; });
-            if (!same) {
+            const auto differs = [&](const Edge& e) { return e.values[k] != v; };
+            if (std::any_of(bs.edges.begin(), bs.edges.end(), differs)) {
                 auto* phi = b_.CreatePHI(var_type(k), static_cast<unsigned>(bs.edges.size()));
                 for (const Edge& e : bs.edges) phi->addIncoming(e.values[k], e.from);
                 v = phi;
@@ -245,7 +246,8 @@ private:
                                      b_.CreateICmpULE(b_.CreateSub(addr, ctx_lo), b_.CreateSub(ctx_len, b_.getInt64(size))));
         Value* in_frame = in_ctx;
         if (frame_escapes_)
-            in_frame = b_.CreateOr(b_.CreateICmpULE(b_.CreateSub(addr, frame_lo()), b_.getInt64(frame_bytes - size)), in_ctx);
+            in_frame = b_.CreateOr(
+                b_.CreateICmpULE(b_.CreateSub(addr, frame_lo()), b_.getInt64(frame_bytes - size)), in_ctx);
         if (kind == access_atomic)
             in_frame = b_.CreateAnd(in_frame, b_.CreateICmpEQ(b_.CreateAnd(addr, b_.getInt64(size - 1)), b_.getInt64(0)));
         Function* f = b_.GetInsertBlock()->getParent();
@@ -331,7 +333,8 @@ private:
         frame_escapes_ = frame_escapes(start, end);
         stack_in_ssa_ = stack_slots(start, end);
         cur_.assign(11 + slot_types_.size(), nullptr);
-        for (std::size_t k = 11; k < cur_.size(); ++k) cur_[k] = llvm::UndefValue::get(slot_types_[k - 11]);  // as SROA makes uninitialised stack
+        // Stack slots start undefined, as SROA makes an uninitialised stack.
+        for (std::size_t k = 11; k < cur_.size(); ++k) cur_[k] = llvm::UndefValue::get(slot_types_[k - 11]);
         for (unsigned r = 1; r <= 5; ++r, ++arg) cur_[r] = &*arg;
         run_ = &*arg++;
         depth_ = &*arg;
