@@ -213,6 +213,8 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
     }
     req.name = fmt::format("ebpf_prog{}", e.next_id++);
     auto ctx = std::make_unique<llvm::LLVMContext>();
+    const bool dump = std::getenv("EBPFRT_JIT_DUMP") != nullptr;  // debugging aid
+    ctx->setDiscardValueNames(!dump);  // names cost time in every pass that makes values
     auto lowered = jit::lower(*ctx, req);
     if (!lowered) return lowered.error();
     llvm::Module& m = *lowered->module;
@@ -246,7 +248,7 @@ Result<JitProgram> JitProgram::create(std::span<const Insn> prog, const HelperTa
     m.setDataLayout(tm->createDataLayout());
     m.setTargetTriple(tm->getTargetTriple().str());
     jit::optimise(m, std::min(jo.opt_level, 3u), tm);
-    if (std::getenv("EBPFRT_JIT_DUMP") != nullptr) m.print(llvm::errs(), nullptr);  // debugging aid
+    if (dump) m.print(llvm::errs(), nullptr);
 
     auto& dylib = e.jit->getMainJITDylib();
     llvm::orc::ResourceTrackerSP tracker = dylib.createResourceTracker();

@@ -3,7 +3,8 @@
 //
 // Every BPF function (the entry and each target of a local call or lddw src=4) becomes one LLVM
 // function  i64 f(i64 r1, i64 r2, i64 r3, i64 r4, i64 r5, ptr run, i32 depth)  with its own registers
-// and 512-byte stack as allocas, so LLVM keeps registers and stack slots in machine registers.
+// (SSA values, built during lowering) and 512-byte stack (an alloca, which SROA splits), so LLVM
+// keeps registers and stack slots in machine registers.
 // Everything the code needs from outside (helpers, the runtime support functions of rt_abi.hpp) is
 // called through absolute addresses given in the request, or, for relocatable output, by symbol name.
 
