@@ -13,9 +13,12 @@ namespace ebpfrt::jit {
 struct RunHeader {
     std::uint64_t ctx_lo = 0;       // 0: context region [ctx_lo, ctx_hi)
     std::uint64_t ctx_hi = 0;       // 8
-    std::uint64_t stack_lo = 0;     // 16: bottom of the running frame's 512 bytes (checked mode)
+    // Checked mode: the bottom of the running frame's 512 bytes, or ~depth for a function whose stack
+    // address never becomes a register value (no pointer into it can exist, and no address falls in
+    // [~depth, ~depth + 512) below 2^64; the value still tells frames apart by depth).
+    std::uint64_t stack_lo = 0;     // 16
     std::int64_t budget_left = 0;   // 24: instructions left (budget mode)
-    std::uint64_t frames[8] = {};   // 32: bottom of each frame by depth (checked mode)
+    std::uint64_t frames[8] = {};   // 32: stack_lo of each frame by depth (checked mode)
     std::uint8_t pending = 0;       // 96: non-zero after a helper asked for something (tail call, fault, unwind)
 };
 static_assert(offsetof(RunHeader, frames) == 32 && offsetof(RunHeader, pending) == 96);
