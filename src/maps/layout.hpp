@@ -379,8 +379,13 @@ const MapOps* ops_for(MapType type) noexcept;
 inline void copy_value_in(const MapHeader* h, std::byte* dst, const void* src, std::uint64_t flags = 0) noexcept {
     const std::int32_t off = h->spin_lock_off;
     if (off < 0) {
-        std::memcpy(dst, src, h->value_size);
-        return;
+        // Values of 4, 8 or 16 bytes (counters, pointers, pairs) without a call to memcpy.
+        switch (h->value_size) {
+        case 4: std::memcpy(dst, src, 4); return;
+        case 8: std::memcpy(dst, src, 8); return;
+        case 16: std::memcpy(dst, src, 16); return;
+        default: std::memcpy(dst, src, h->value_size); return;
+        }
     }
     const auto* s = static_cast<const std::byte*>(src);
     if (flags & update_flags::lock) value_spin_lock(dst + off);
