@@ -2,7 +2,8 @@
 # Runs the benchmarks of a build and writes bench/RESULTS.md: the interpreter-vs-native section,
 # generated from this run (bench/interp/report.py); our JIT against native and against the kernel's
 # JIT, same run (bench/report_jit.py, which also draws bench/jit_vs_native.png with gnuplot when it is
-# installed: apt-get install gnuplot-nox); bench/maps/RESULTS-maps.md (static); JIT compile latency.
+# installed: apt-get install gnuplot-nox); bench/maps/RESULTS-maps.md (static); JIT compile latency
+# (generated, then bench/jit/compile_notes.md, static).
 # The kernel JIT baseline needs bpf() (root); without it those benchmarks are skipped with a message.
 #
 #   bench/run.sh BUILD_DIR [extra Google Benchmark arguments for the interpreter bench]
@@ -93,6 +94,8 @@ for name, real, cpu, n in rows:
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 PY
     appends+=(--append "$build/bench-jit-compile.md")
+    # Hand-written analysis of the compile time, kept across runs (like bench/interp/jit_notes.md).
+    [[ -f "$here/jit/compile_notes.md" ]] && appends+=(--append "$here/jit/compile_notes.md")
 fi
 
 python3 "$here/interp/report.py" \
