@@ -143,23 +143,6 @@ std::uint32_t mul_fold(std::uint64_t w, std::uint64_t seed) noexcept {
 std::uint32_t bucket_of(HashMap* m, std::uint32_t hash) noexcept { return hash & (m->n_buckets - 1); }
 bool is_null(std::uint32_t idx) noexcept { return idx & null_bit; }
 
-// Keys and values of 4, 8 or 16 bytes are copied with a load and a store (or two), not a call to memcpy.
-void copy_bytes(void* dst, const void* src, std::uint32_t n) noexcept {
-    switch (n) {
-    case 4:
-        std::memcpy(dst, src, 4);
-        return;
-    case 8:
-        std::memcpy(dst, src, 8);
-        return;
-    case 16:
-        std::memcpy(dst, src, 16);
-        return;
-    default:
-        std::memcpy(dst, src, n);
-    }
-}
-
 template <std::size_t N>
 bool bytes_eq(const void* a, const void* b) noexcept {
     // Fixed-size compares compile to a load and a compare each, instead of a call to memcmp.
@@ -392,10 +375,8 @@ void copy_out(HashMap* m, HashElem* e, void* out, std::uint64_t flags = 0) noexc
         std::memcpy(out, &id, 4);
     } else if (m->percpu) {
         std::memcpy(out, value_of(m, e), m->elem_value_bytes);
-    } else if (m->h.spin_lock_off >= 0) {
-        copy_value_out(&m->h, out, value_of(m, e), flags);
     } else {
-        copy_bytes(out, value_of(m, e), m->h.value_size);
+        copy_value_out(&m->h, out, value_of(m, e), flags);
     }
 }
 
@@ -446,11 +427,9 @@ long fill_value(HashMap* m, HashElem* e, const void* value, Source src, MapHeade
             std::memset(v, 0, m->elem_value_bytes);
             std::memcpy(v + std::size_t(current_cpu(m->h.nr_cpus)) * stride, value, m->h.value_size);
         }
-    } else if (m->h.spin_lock_off >= 0) {
-        copy_value_in(&m->h, v, value);
-        std::memset(v + m->h.spin_lock_off, 0, 4);  // a new element's lock is free
     } else {
-        copy_bytes(v, value, m->h.value_size);
+        copy_value_in(&m->h, v, value);
+        if (m->h.spin_lock_off >= 0) std::memset(v + m->h.spin_lock_off, 0, 4);  // a new element's lock is free
     }
     return 0;
 }
@@ -506,10 +485,7 @@ void write_in_place(HashMap* m, HashElem* e, const void* value, std::uint64_t fl
     const std::uint32_t g = gen_of(e).load(std::memory_order_relaxed);
     gen_of(e).store(g + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
-    if (m->h.spin_lock_off >= 0)
-        copy_value_in(&m->h, value_of(m, e), value, flags);
-    else
-        copy_bytes(value_of(m, e), value, m->h.value_size);
+    copy_value_in(&m->h, value_of(m, e), value, flags);
     gen_of(e).store(g + 2, std::memory_order_release);
 }
 

@@ -373,19 +373,25 @@ struct MapOps {
 /// The ops of a type, or nullptr for a type user space cannot have.
 const MapOps* ops_for(MapType type) noexcept;
 
+/// Keys and values of 4, 8 or 16 bytes (ids, counters, pointers, pairs) are copied with a load and a store
+/// (or two), not a call to memcpy.
+inline void copy_bytes(void* dst, const void* src, std::size_t n) noexcept {
+    switch (n) {
+    case 4: std::memcpy(dst, src, 4); return;
+    case 8: std::memcpy(dst, src, 8); return;
+    case 16: std::memcpy(dst, src, 16); return;
+    default: std::memcpy(dst, src, n); return;
+    }
+}
+
 /// Value copies of maps whose value may hold a bpf_spin_lock (copy_map_value and friends): into the map,
 /// every byte but the lock's, which stays as it is (a new element's is zeroed by the caller); out of the
 /// map, the lock reads as 0. With update_flags::lock, both happen holding the value's lock.
 inline void copy_value_in(const MapHeader* h, std::byte* dst, const void* src, std::uint64_t flags = 0) noexcept {
     const std::int32_t off = h->spin_lock_off;
     if (off < 0) {
-        // Values of 4, 8 or 16 bytes (counters, pointers, pairs) without a call to memcpy.
-        switch (h->value_size) {
-        case 4: std::memcpy(dst, src, 4); return;
-        case 8: std::memcpy(dst, src, 8); return;
-        case 16: std::memcpy(dst, src, 16); return;
-        default: std::memcpy(dst, src, h->value_size); return;
-        }
+        copy_bytes(dst, src, h->value_size);
+        return;
     }
     const auto* s = static_cast<const std::byte*>(src);
     if (flags & update_flags::lock) value_spin_lock(dst + off);
@@ -396,7 +402,7 @@ inline void copy_value_in(const MapHeader* h, std::byte* dst, const void* src, s
 inline void copy_value_out(const MapHeader* h, void* dst, const std::byte* src, std::uint64_t flags = 0) noexcept {
     const std::int32_t off = h->spin_lock_off;
     if (off < 0) {
-        std::memcpy(dst, src, h->value_size);
+        copy_bytes(dst, src, h->value_size);
         return;
     }
     auto* d = static_cast<std::byte*>(dst);
